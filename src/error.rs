@@ -1,0 +1,408 @@
+//! The error kinds of SPEC X1.
+//!
+//! One type per concern, each matchable without comparing strings:
+//!
+//! | type | returned by | Python counterpart |
+//! |---|---|---|
+//! | [`Error`] | `result`, `exception`, `map` items, `as_completed` | `CancelledError`, `TimeoutError`, `BrokenExecutor`, the task's exception |
+//! | [`SubmitError`] | `submit` | `RuntimeError("cannot schedule new futures after shutdown")`, `BrokenThreadPool` |
+//! | [`InvalidStateError`] | `set_result`, `set_exception`, `set_running_or_notify_cancel` | `InvalidStateError` |
+//! | [`BuildError`] | executor builders | `ValueError("max_workers must be greater than 0")` |
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::future::State;
+
+/// Why a future has no value to give.
+///
+/// Cheap to clone: every variant holds at most a reference-counted payload,
+/// so `result()` can be called any number of times.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Error, Future};
+/// use std::time::Duration;
+///
+/// let f: Future<i32> = Future::new();
+/// assert!(matches!(f.result_timeout(Duration::ZERO), Err(Error::Timeout)));
+/// f.cancel();
+/// assert!(matches!(f.result(), Err(Error::Cancelled)));
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The future was cancelled before it ran (Python `CancelledError`).
+    Cancelled,
+    /// The future was not done before the timeout or deadline (Python
+    /// `TimeoutError`). For `wait` a timeout is not an error.
+    Timeout,
+    /// The task failed: it panicked or returned an error (the task's own
+    /// exception in Python).
+    Failed(TaskError),
+    /// The executor broke before it could run the task (Python
+    /// `BrokenExecutor` and its kinds).
+    Broken(BrokenExecutor),
+    /// The executor was shut down before the work could be scheduled.
+    ShutDown,
+    /// Waiting would never end: the caller is a running task and the future
+    /// it waits on is (transitively) waiting on the caller (SPEC B7).
+    Deadlock,
+}
+
+impl Error {
+    /// True for [`Error::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+
+    /// True for [`Error::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout)
+    }
+
+    /// The task's own failure, if that is what this error is.
+    pub fn task_error(&self) -> Option<&TaskError> {
+        match self {
+            Error::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Cancelled => f.write_str("the future was cancelled"),
+            Error::Timeout => f.write_str("the future did not complete before the timeout"),
+            Error::Failed(e) => write!(f, "the task failed: {e}"),
+            Error::Broken(e) => e.fmt(f),
+            Error::ShutDown => f.write_str("cannot schedule new futures after shutdown"),
+            Error::Deadlock => f.write_str(
+                "deadlock: the awaited future is running and (transitively) waiting on the caller",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Failed(e) => Some(e),
+            Error::Broken(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A task's own failure: a panic, or the error a fallible task returned, or
+/// the exception set with [`Future::set_exception`](crate::Future::set_exception).
+///
+/// It carries what a user needs to debug the failure (SPEC F10): the panic
+/// message, or the original error value (reachable with
+/// [`downcast_ref`](TaskError::downcast_ref) and `source()`).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Error, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new(1).unwrap();
+/// let f = pool.submit(|| -> u32 { panic!("boom") }).unwrap();
+/// match f.result() {
+///     Err(Error::Failed(e)) => assert_eq!(e.panic_message(), Some("boom")),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Clone)]
+pub struct TaskError {
+    repr: Arc<Repr>,
+}
+
+enum Repr {
+    Panic(String),
+    Error(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl TaskError {
+    /// A failure from a task's own error value.
+    pub fn new<E>(error: E) -> Self
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        TaskError {
+            repr: Arc::new(Repr::Error(error.into())),
+        }
+    }
+
+    /// A failure from a caught panic's payload.
+    pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> Self {
+        TaskError {
+            repr: Arc::new(Repr::Panic(panic_message(payload.as_ref()))),
+        }
+    }
+
+    /// True when the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(*self.repr, Repr::Panic(_))
+    }
+
+    /// The panic message, when the task panicked.
+    pub fn panic_message(&self) -> Option<&str> {
+        match &*self.repr {
+            Repr::Panic(m) => Some(m),
+            Repr::Error(_) => None,
+        }
+    }
+
+    /// The task's error value, when it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match &*self.repr {
+            Repr::Error(e) => e.downcast_ref(),
+            Repr::Panic(_) => None,
+        }
+    }
+}
+
+/// Renders a panic payload the way the default panic hook does.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.repr {
+            Repr::Panic(m) => f.debug_tuple("Panic").field(m).finish(),
+            Repr::Error(e) => f.debug_tuple("Error").field(e).finish(),
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.repr {
+            Repr::Panic(m) => write!(f, "panicked: {m}"),
+            Repr::Error(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.repr {
+            Repr::Error(e) => Some(e.as_ref()),
+            Repr::Panic(_) => None,
+        }
+    }
+}
+
+/// Which kind of executor broke (Python's subclasses of `BrokenExecutor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BrokenKind {
+    /// Python `BrokenThreadPool`: a worker's initializer failed.
+    ThreadPool,
+    /// Python `BrokenProcessPool`: a worker process died or failed to start.
+    ProcessPool,
+}
+
+/// The executor can no longer run work (Python `BrokenExecutor`).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{BrokenKind, Error, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::builder()
+///     .max_workers(1)
+///     .initializer(|| panic!("no database"))
+///     .build()
+///     .unwrap();
+/// let f = pool.submit(|| 1).unwrap();
+/// match f.result() {
+///     Err(Error::Broken(b)) => assert_eq!(b.kind(), BrokenKind::ThreadPool),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct BrokenExecutor {
+    kind: BrokenKind,
+    reason: Arc<str>,
+}
+
+impl BrokenExecutor {
+    pub(crate) fn new(kind: BrokenKind, reason: impl Into<Arc<str>>) -> Self {
+        BrokenExecutor {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// Which executor broke.
+    pub fn kind(&self) -> BrokenKind {
+        self.kind
+    }
+
+    /// What broke it, for people.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for BrokenExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.kind {
+            BrokenKind::ThreadPool => "BrokenThreadPool",
+            BrokenKind::ProcessPool => "BrokenProcessPool",
+        };
+        write!(f, "{name}: {}", self.reason)
+    }
+}
+
+impl std::error::Error for BrokenExecutor {}
+
+/// `submit` was refused; the task comes back unrun, like
+/// [`std::sync::mpsc::SendError`].
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Error, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new(1).unwrap();
+/// pool.shutdown();
+/// let refused = pool.submit(|| 7).unwrap_err();
+/// assert!(matches!(refused.reason(), Error::ShutDown));
+/// assert_eq!((refused.into_task())(), 7);
+/// ```
+pub struct SubmitError<F> {
+    task: F,
+    reason: Error,
+}
+
+impl<F> SubmitError<F> {
+    pub(crate) fn new(task: F, reason: Error) -> Self {
+        SubmitError { task, reason }
+    }
+
+    /// Why: [`Error::ShutDown`] or [`Error::Broken`].
+    pub fn reason(&self) -> &Error {
+        &self.reason
+    }
+
+    /// The task that was not scheduled.
+    pub fn into_task(self) -> F {
+        self.task
+    }
+}
+
+impl<F> From<SubmitError<F>> for Error {
+    fn from(e: SubmitError<F>) -> Error {
+        e.reason
+    }
+}
+
+impl<F> fmt::Debug for SubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmitError")
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> fmt::Display for SubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.reason.fmt(f)
+    }
+}
+
+impl<F> std::error::Error for SubmitError<F> {}
+
+/// An executor-only operation was called on a future in the wrong state
+/// (Python `InvalidStateError`). The value that could not be set comes back.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::Future;
+///
+/// let f = Future::new();
+/// f.set_result(1).unwrap();
+/// let e = f.set_result(2).unwrap_err();
+/// assert_eq!(e.into_value(), 2);
+/// ```
+pub struct InvalidStateError<T = ()> {
+    state: State,
+    value: T,
+}
+
+impl<T> InvalidStateError<T> {
+    pub(crate) fn new(state: State, value: T) -> Self {
+        InvalidStateError { state, value }
+    }
+
+    /// The state the future was in.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The value that was not set.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+impl<T> fmt::Debug for InvalidStateError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InvalidStateError")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for InvalidStateError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid state for this operation: the future is {:?}",
+            self.state
+        )
+    }
+}
+
+impl<T> std::error::Error for InvalidStateError<T> {}
+
+/// An executor was configured with an argument it cannot work with (Python
+/// `ValueError`).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{BuildError, ThreadPoolExecutor};
+///
+/// assert!(matches!(ThreadPoolExecutor::new(0), Err(BuildError::ZeroWorkers)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `max_workers` was 0; an executor needs at least one worker.
+    ZeroWorkers,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::ZeroWorkers => f.write_str("max_workers must be greater than 0"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}

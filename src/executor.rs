@@ -1,0 +1,325 @@
+//! What every pool shares: the [`Executor`] trait and the `map` iterator
+//! (SPEC E1-E4).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, SubmitError};
+use crate::future::{Future, deadline_after};
+
+/// A pool that runs closures and hands back [`Future`]s (Python's
+/// `Executor`).
+///
+/// [`ThreadPoolExecutor`](crate::ThreadPoolExecutor) implements it with
+/// inherent methods of the same names, so the trait is only needed to
+/// write code generic over executors.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Executor, ThreadPoolExecutor};
+///
+/// fn double_all(pool: &impl Executor, xs: Vec<u32>) -> Vec<u32> {
+///     pool.map(|x| x * 2, xs).map(Result::unwrap).collect()
+/// }
+///
+/// let pool = ThreadPoolExecutor::new(2).unwrap();
+/// assert_eq!(double_all(&pool, vec![1, 2, 3]), [2, 4, 6]);
+/// ```
+pub trait Executor {
+    /// Schedules `task` and returns its future at once (SPEC E1).
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError`] with the task when the executor is shut down or
+    /// broken.
+    fn submit<F, T>(&self, task: F) -> Result<Future<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static;
+
+    /// Stops accepting work (SPEC E3); see [`Shutdown`].
+    fn shutdown_with(&self, options: Shutdown);
+
+    /// `shutdown(wait=True)`: refuses new work, then waits for all pending
+    /// work to finish and the workers to exit. Idempotent.
+    fn shutdown(&self) {
+        self.shutdown_with(Shutdown::default());
+    }
+
+    /// Runs `f` over `items` concurrently; results come back in input order
+    /// (SPEC E2). All items are submitted at once; see
+    /// [`map_with`](Self::map_with) for `timeout` and `buffersize`.
+    fn map<F, I, T>(&self, f: F, items: I) -> Map<'_, T>
+    where
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        I: IntoIterator,
+        I::IntoIter: 'static,
+        I::Item: Send + 'static,
+        T: Send + Sync + 'static,
+        Self: Sized,
+    {
+        self.map_with(f, items, MapOptions::new())
+    }
+
+    /// [`map`](Self::map) with Python's keyword options.
+    fn map_with<F, I, T>(&self, f: F, items: I, options: MapOptions) -> Map<'_, T>
+    where
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        I: IntoIterator,
+        I::IntoIter: 'static,
+        I::Item: Send + 'static,
+        T: Send + Sync + 'static,
+        Self: Sized,
+    {
+        let f = std::sync::Arc::new(f);
+        let mut items = items.into_iter();
+        let submit = move || {
+            let item = items.next()?;
+            let f = std::sync::Arc::clone(&f);
+            Some(self.submit(move || f(item)).map_err(Error::from))
+        };
+        Map::new(submit, options)
+    }
+}
+
+/// How [`Executor::shutdown_with`] stops a pool (Python's keywords).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Shutdown, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new(1).unwrap();
+/// pool.shutdown_with(Shutdown::default().wait(false).cancel_futures(true));
+/// assert!(pool.submit(|| ()).is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shutdown {
+    wait: bool,
+    cancel_futures: bool,
+}
+
+impl Default for Shutdown {
+    /// `wait = true`, `cancel_futures = false`, as in Python.
+    fn default() -> Self {
+        Shutdown {
+            wait: true,
+            cancel_futures: false,
+        }
+    }
+}
+
+impl Shutdown {
+    /// Block until pending work is done and the workers are gone (`true`),
+    /// or return at once while the work still finishes (`false`).
+    pub fn wait(self, wait: bool) -> Self {
+        Shutdown { wait, ..self }
+    }
+
+    /// Cancel every future that has not started running.
+    pub fn cancel_futures(self, cancel_futures: bool) -> Self {
+        Shutdown {
+            cancel_futures,
+            ..self
+        }
+    }
+
+    /// Whether the shutdown blocks.
+    pub fn waits(&self) -> bool {
+        self.wait
+    }
+
+    /// Whether the shutdown cancels what has not started.
+    pub fn cancels_futures(&self) -> bool {
+        self.cancel_futures
+    }
+}
+
+/// Python's keyword options of `Executor.map`.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{MapOptions, ThreadPoolExecutor};
+/// use std::time::Duration;
+///
+/// let pool = ThreadPoolExecutor::new(2).unwrap();
+/// let options = MapOptions::new().buffersize(4).timeout(Duration::from_secs(60));
+/// let squares: Vec<u64> = pool
+///     .map_with(|x: u64| x * x, 0..1000, options)
+///     .map(Result::unwrap)
+///     .collect();
+/// assert_eq!(squares[999], 998_001);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapOptions {
+    timeout: Option<Duration>,
+    buffersize: Option<usize>,
+    chunksize: Option<usize>,
+}
+
+impl MapOptions {
+    /// No timeout, everything submitted at once, chunks of one.
+    pub fn new() -> Self {
+        MapOptions::default()
+    }
+
+    /// Counted from the `map` call: a result not ready in time yields
+    /// [`Error::Timeout`] at that item and ends the iteration.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        MapOptions {
+            timeout: Some(timeout),
+            ..self
+        }
+    }
+
+    /// At most this many items are submitted ahead of the consumer, so an
+    /// endless input runs in bounded memory (Python 3.14). Zero counts as
+    /// one.
+    pub fn buffersize(self, buffersize: usize) -> Self {
+        MapOptions {
+            buffersize: Some(buffersize.max(1)),
+            ..self
+        }
+    }
+
+    /// Items per batch for process pools; thread pools ignore it, as in
+    /// Python.
+    pub fn chunksize(self, chunksize: usize) -> Self {
+        MapOptions {
+            chunksize: Some(chunksize.max(1)),
+            ..self
+        }
+    }
+
+    /// The chunk size asked for, 1 by default.
+    pub fn chunk_size(&self) -> usize {
+        self.chunksize.unwrap_or(1)
+    }
+}
+
+type SubmitNext<'a, T> = Box<dyn FnMut() -> Option<Result<Future<T>, Error>> + 'a>;
+
+/// The iterator `map` returns: each item's result in input order.
+///
+/// A failed item surfaces as an `Err` when the iterator reaches it, and the
+/// iteration goes on. A timeout ends it. Dropping the iterator cancels
+/// every item that has not started.
+pub struct Map<'a, T> {
+    in_flight: VecDeque<Future<T>>,
+    /// Submits the next input item; `None` once the input is exhausted.
+    submit_next: Option<SubmitNext<'a, T>>,
+    deadline: Option<Instant>,
+    ended: bool,
+}
+
+impl<'a, T> Map<'a, T> {
+    /// Starts a map over whatever `submit_next` submits, submitting
+    /// everything now or, with a buffer size, that many items.
+    pub(crate) fn new(
+        submit_next: impl FnMut() -> Option<Result<Future<T>, Error>> + 'a,
+        options: MapOptions,
+    ) -> Self {
+        let deadline = options.timeout.and_then(deadline_after);
+        let mut map = Map {
+            in_flight: VecDeque::new(),
+            submit_next: Some(Box::new(submit_next)),
+            deadline,
+            ended: false,
+        };
+        let ahead = options.buffersize.unwrap_or(usize::MAX);
+        while map.in_flight.len() < ahead && map.submit_one() {}
+        if options.buffersize.is_none() {
+            map.submit_next = None;
+        }
+        map
+    }
+
+    /// Submits one more item; false when the input is exhausted.
+    fn submit_one(&mut self) -> bool {
+        let Some(submit) = self.submit_next.as_mut() else {
+            return false;
+        };
+        match submit() {
+            Some(Ok(f)) => {
+                self.in_flight.push_back(f);
+                true
+            }
+            Some(Err(e)) => {
+                // The executor refused: that item fails and so would every
+                // later one, so the input ends here.
+                let failed = Future::new();
+                let _ = failed.complete_failed(e);
+                self.in_flight.push_back(failed);
+                self.submit_next = None;
+                false
+            }
+            None => {
+                self.submit_next = None;
+                false
+            }
+        }
+    }
+}
+
+impl<T> Iterator for Map<'_, T> {
+    type Item = Result<T, Error>;
+
+    fn next(&mut self) -> Option<Result<T, Error>> {
+        if self.ended {
+            return None;
+        }
+        let future = self.in_flight.pop_front()?;
+        // Python 3.14: one more item goes in as each result is taken.
+        self.submit_one();
+        if let Err(e) = future.block_until_done(self.deadline) {
+            future.cancel();
+            self.ended = true;
+            self.cancel_rest();
+            return Some(Err(e));
+        }
+        Some(match future.take_outcome() {
+            Ok(outcome) => outcome,
+            // The map never shares its futures, so its handle is the last.
+            Err(shared) => Err(shared.result().err().unwrap_or(Error::Cancelled)),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.in_flight.len();
+        if self.ended {
+            (0, Some(0))
+        } else if self.submit_next.is_none() {
+            (n, Some(n))
+        } else {
+            (n, None)
+        }
+    }
+}
+
+impl<T> Map<'_, T> {
+    fn cancel_rest(&mut self) {
+        self.submit_next = None;
+        for f in self.in_flight.drain(..) {
+            f.cancel();
+        }
+    }
+}
+
+impl<T> Drop for Map<'_, T> {
+    fn drop(&mut self) {
+        self.cancel_rest();
+    }
+}
+
+impl<T> fmt::Debug for Map<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("in_flight", &self.in_flight.len())
+            .field("deadline", &self.deadline)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,938 @@
+//! [`Future<T>`]: a handle to one call's outcome (SPEC F1-F10).
+//!
+//! # States
+//!
+//! One atomic byte holds the phase and a flag, `HAS_ENTRIES`, that says
+//! the entry list (waiters and callbacks) is non-empty:
+//!
+//! | from | to | method | who |
+//! |---|---|---|---|
+//! | PENDING | RUNNING | `try_start` | a worker, an inline runner (B7), `set_running_or_notify_cancel` |
+//! | PENDING | CANCELLED | `try_cancel` | `cancel`, shutdown with `cancel_futures` |
+//! | PENDING, RUNNING | COMPLETING | `try_begin_complete` | the runner, `set_result`, `set_exception`, a broken pool |
+//! | COMPLETING | FINISHED | `publish` | whoever won COMPLETING |
+//! | CANCELLED | CANCELLED_NOTIFIED | `set_running_or_notify_cancel` | an executor acknowledging a cancel |
+//!
+//! Every race (cancel vs. start, two `set_result`s, a timeout vs. the
+//! completion) is settled by one compare-and-swap on that byte.
+//!
+//! # Who may touch what
+//!
+//! * `slot` holds the task while PENDING and the outcome once FINISHED.
+//!   Only the thread whose CAS moved the future out of PENDING (to RUNNING,
+//!   COMPLETING or CANCELLED) may take the task; only the thread that won
+//!   COMPLETING may write the outcome. Anyone may read the outcome after an
+//!   Acquire load saw FINISHED; nobody writes it again, except
+//!   `take_outcome`, which requires the last handle.
+//! * `entries` is behind a lock. Registration pushes under the lock after
+//!   setting `HAS_ENTRIES` with a CAS that fails once the future is done.
+//!   The transition to a done phase clears the flag and takes the list
+//!   under the same lock, so an entry is either notified or never pushed.
+//!   With the flag clear, transitions skip the lock entirely: a future
+//!   nobody waits on is completed with atomics only.
+//! * `handles` counts the `Future` values in existence (the executor's own
+//!   reference is not one), so the last handle may move the value out.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, InvalidStateError, TaskError};
+use crate::sync::{Arc, AtomicU8, AtomicUsize, Mutex, UnsafeCell};
+use crate::task_context::{self, TaskContext};
+use crate::waiter::{AsyncWaiter, SetWaiter, ThreadWaiter};
+
+const PENDING: u8 = 0;
+const RUNNING: u8 = 1;
+const COMPLETING: u8 = 2;
+const FINISHED: u8 = 3;
+const CANCELLED: u8 = 4;
+const CANCELLED_NOTIFIED: u8 = 5;
+const PHASE: u8 = 0b0111;
+const HAS_ENTRIES: u8 = 0b1000;
+
+fn is_done(phase: u8) -> bool {
+    matches!(phase, FINISHED | CANCELLED | CANCELLED_NOTIFIED)
+}
+
+/// The state of a future (SPEC F1), as `Future::state` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not started; can still be cancelled.
+    Pending,
+    /// Started; can no longer be cancelled.
+    Running,
+    /// Done with a value or a failure.
+    Finished,
+    /// Cancelled before it started.
+    Cancelled,
+}
+
+impl State {
+    fn from_phase(phase: u8) -> State {
+        match phase {
+            PENDING => State::Pending,
+            RUNNING | COMPLETING => State::Running,
+            FINISHED => State::Finished,
+            _ => State::Cancelled,
+        }
+    }
+}
+
+/// The work a pool future carries until someone starts it.
+pub(crate) type Task<T> = Box<dyn FnOnce() -> Result<T, Error> + Send>;
+
+enum Slot<T> {
+    Empty,
+    Task(Task<T>),
+    Value(T),
+    Failed(Error),
+}
+
+type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send>;
+
+enum Entry<T> {
+    Thread(Arc<ThreadWaiter>),
+    Set(Arc<SetWaiter>, usize),
+    Async(Arc<AsyncWaiter>),
+    Callback(Callback<T>),
+}
+
+impl<T> Entry<T> {
+    fn is_closed(&self) -> bool {
+        match self {
+            Entry::Thread(w) => w.is_closed(),
+            Entry::Set(w, _) => w.is_closed(),
+            Entry::Async(w) => w.is_closed(),
+            Entry::Callback(_) => false,
+        }
+    }
+}
+
+pub(crate) struct Inner<T> {
+    state: AtomicU8,
+    handles: AtomicUsize,
+    /// Identity of the pool that may run this task inline (0: none).
+    origin: usize,
+    entries: Mutex<Vec<Entry<T>>>,
+    slot: UnsafeCell<Slot<T>>,
+}
+
+// SAFETY: the slot is only mutated by the thread that won the transition
+// that grants it (see the module docs), and the task inside is `Send`.
+// Shared readers get `&T` after the outcome is published, hence `T: Sync`;
+// the last handle moves `T` out on any thread, hence `T: Send`.
+unsafe impl<T: Send + Sync> Sync for Inner<T> {}
+// SAFETY: as above; sending the state sends the task (`Send`) and `T`.
+unsafe impl<T: Send> Send for Inner<T> {}
+
+/// A handle to the outcome of one call: a value, a failure, or a
+/// cancellation (Python `concurrent.futures.Future`).
+///
+/// Cloning is cheap and every clone sees the same outcome. Futures compare
+/// and hash by identity, so they can key a map, as in the seed's
+/// `future_to_url` dictionary.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::new(1).unwrap();
+/// let future = pool.submit(|| 323u64.pow(3)).unwrap();
+/// assert_eq!(future.result().copied().unwrap(), 33_698_267);
+/// assert!(future.done());
+/// ```
+pub struct Future<T> {
+    inner: Arc<Inner<T>>,
+}
+
+/// A reference to a pool task as its queue holds it: type-erased, and not
+/// counted as a handle.
+pub(crate) trait Job: Send + Sync {
+    /// Starts and runs the task unless it was cancelled or already started
+    /// (B7 inline runs race with the queue). `about_to_finish` runs after
+    /// the task, before the outcome is published; pools use it to count
+    /// the worker as idle before anyone can react to the result.
+    fn run(self: Arc<Self>, about_to_finish: &dyn Fn());
+    /// Cancels the task if it has not started (shutdown `cancel_futures`).
+    fn cancel(self: Arc<Self>) -> bool;
+    /// Fails the task with `error` if it has not started (broken pool).
+    fn fail(self: Arc<Self>, error: Error);
+}
+
+/// What a transition found instead of the phase it needed.
+#[must_use]
+enum Transition<T> {
+    Done(Vec<Entry<T>>),
+    Refused(u8),
+}
+
+impl<T> Inner<T> {
+    fn new(origin: usize, slot: Slot<T>) -> Self {
+        Inner {
+            state: AtomicU8::new(PENDING),
+            handles: AtomicUsize::new(1),
+            origin,
+            entries: Mutex::new(Vec::new()),
+            slot: UnsafeCell::new(slot),
+        }
+    }
+
+    fn phase(&self) -> u8 {
+        self.state.load(Acquire) & PHASE
+    }
+
+    fn identity(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// Moves from a phase `allowed` accepts to `to`, keeping `HAS_ENTRIES`.
+    /// For transitions that notify nobody.
+    fn try_move(&self, allowed: impl Fn(u8) -> bool, to: u8) -> Result<(), u8> {
+        let mut s = self.state.load(Acquire);
+        loop {
+            if !allowed(s & PHASE) {
+                return Err(s & PHASE);
+            }
+            // ORDERING: AcqRel: the winner takes ownership of the slot from
+            // whoever moved the state before (Acquire) and hands its own
+            // writes on (Release).
+            match self
+                .state
+                .compare_exchange_weak(s, to | (s & HAS_ENTRIES), AcqRel, Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Moves to a done phase and takes the entries to notify.
+    fn try_finish(&self, allowed: impl Fn(u8) -> bool, to: u8) -> Transition<T> {
+        let mut s = self.state.load(Acquire);
+        loop {
+            if !allowed(s & PHASE) {
+                return Transition::Refused(s & PHASE);
+            }
+            if s & HAS_ENTRIES != 0 {
+                let mut entries = self.entries.lock();
+                // With the flag set, the state only changes under this lock.
+                let s = self.state.load(Acquire);
+                if !allowed(s & PHASE) {
+                    return Transition::Refused(s & PHASE);
+                }
+                if entries.iter().any(|e| matches!(e, Entry::Callback(_))) {
+                    // The callbacks' handle must exist before the done
+                    // state is visible, so a woken last handle does not
+                    // move the value out from under them (`take_outcome`).
+                    self.handles.fetch_add(1, Relaxed);
+                }
+                self.state.store(to, Release);
+                return Transition::Done(std::mem::take(&mut *entries));
+            }
+            match self.state.compare_exchange_weak(s, to, AcqRel, Acquire) {
+                Ok(_) => return Transition::Done(Vec::new()),
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Adds an entry unless the future is already done, in which case the
+    /// entry comes back.
+    fn register(&self, entry: Entry<T>) -> Result<(), Entry<T>> {
+        let mut entries = self.entries.lock();
+        let mut s = self.state.load(Acquire);
+        while s & HAS_ENTRIES == 0 {
+            if is_done(s & PHASE) {
+                return Err(entry);
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, s | HAS_ENTRIES, AcqRel, Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => s = actual,
+            }
+        }
+        if entries.len() == entries.capacity() {
+            // Drop waiters that gave up before the list grows, so a future
+            // polled with timeouts forever stays small.
+            entries.retain(|e| !e.is_closed());
+        }
+        entries.push(entry);
+        Ok(())
+    }
+
+    /// Takes the task out of a future this thread just moved out of PENDING.
+    ///
+    /// # Safety
+    ///
+    /// The caller's CAS moved the state out of PENDING.
+    unsafe fn take_task(&self) -> Option<Task<T>> {
+        // SAFETY: leaving PENDING grants exclusive access to the slot until
+        // the next transition (module docs, "Who may touch what").
+        self.slot.with_mut(
+            |slot| match std::mem::replace(unsafe { &mut *slot }, Slot::Empty) {
+                Slot::Task(task) => Some(task),
+                other => {
+                    // SAFETY: as above.
+                    unsafe { *slot = other };
+                    None
+                }
+            },
+        )
+    }
+
+    /// The published outcome.
+    ///
+    /// # Safety
+    ///
+    /// An Acquire load saw FINISHED, and no `take_outcome` can run while
+    /// the returned reference lives.
+    unsafe fn outcome(&self) -> Result<&T, Error> {
+        // SAFETY: the outcome is immutable once FINISHED was published; the
+        // caller keeps `take_outcome` out by holding a handle.
+        self.slot.with(|slot| match unsafe { &*slot } {
+            Slot::Value(v) => Ok(v),
+            Slot::Failed(e) => Err(e.clone()),
+            Slot::Empty | Slot::Task(_) => Err(Error::Cancelled),
+        })
+    }
+
+    /// Writes the outcome and publishes it: COMPLETING -> FINISHED.
+    fn publish(self: &Arc<Self>, outcome: Result<T, Error>) {
+        let slot = match outcome {
+            Ok(v) => Slot::Value(v),
+            Err(e) => Slot::Failed(e),
+        };
+        // SAFETY: the caller won COMPLETING, which grants the slot.
+        let replaced = self
+            .slot
+            .with_mut(|s| std::mem::replace(unsafe { &mut *s }, slot));
+        // Only the COMPLETING winner gets here, so this cannot be refused.
+        if let Transition::Done(entries) = self.try_finish(|p| p == COMPLETING, FINISHED) {
+            Inner::notify(self, entries);
+        }
+        // A task replaced by `set_result` before it started is user code:
+        // it is dropped after the waiters were woken, outside every lock.
+        drop(replaced);
+    }
+
+    /// Wakes waiters, then runs callbacks in the order they were added.
+    fn notify(this: &Arc<Self>, entries: Vec<Entry<T>>) {
+        let mut callbacks = Vec::new();
+        for entry in entries {
+            match entry {
+                Entry::Thread(w) => w.notify(),
+                Entry::Set(w, index) => {
+                    if !w.is_closed() {
+                        w.notify(index);
+                    }
+                }
+                Entry::Async(w) => w.notify(),
+                Entry::Callback(cb) => callbacks.push(cb),
+            }
+        }
+        if !callbacks.is_empty() {
+            // `try_finish` already counted this handle.
+            let handle = Future {
+                inner: Arc::clone(this),
+            };
+            for cb in callbacks {
+                run_callback(cb, &handle);
+            }
+        }
+    }
+
+    /// Runs the task if this thread can claim it.
+    fn run_task(self: Arc<Self>, about_to_finish: &dyn Fn()) {
+        if self.try_move(|p| p == PENDING, RUNNING).is_err() {
+            return;
+        }
+        // SAFETY: our CAS just moved the state out of PENDING.
+        let Some(task) = (unsafe { self.take_task() }) else {
+            return;
+        };
+        let context = TaskContext {
+            pool: self.origin,
+            task: self.identity(),
+        };
+        let outcome = task_context::run_as(context, || {
+            catch_unwind(AssertUnwindSafe(task))
+                .unwrap_or_else(|payload| Err(Error::Failed(TaskError::from_panic(payload))))
+        });
+        about_to_finish();
+        if self.try_move(|p| p == RUNNING, COMPLETING).is_ok() {
+            self.publish(outcome);
+        }
+        // Otherwise `set_result` on the running future won; as in CPython
+        // the executor's outcome is dropped.
+    }
+}
+
+impl<T: Send + Sync + 'static> Job for Inner<T> {
+    fn run(self: Arc<Self>, about_to_finish: &dyn Fn()) {
+        self.run_task(about_to_finish);
+    }
+
+    fn cancel(self: Arc<Self>) -> bool {
+        Future::cancel_inner(&self)
+    }
+
+    fn fail(self: Arc<Self>, error: Error) {
+        if self.try_move(|p| p == PENDING, COMPLETING).is_ok() {
+            self.publish(Err(error));
+        }
+    }
+}
+
+fn run_callback<T>(cb: Callback<T>, future: &Future<T>) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| cb(future))) {
+        tracing::error!(
+            panic = %crate::error::panic_message(payload.as_ref()),
+            "a done-callback panicked; ignored"
+        );
+    }
+}
+
+/// Converts a timeout to a deadline; one too far to represent is none.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+impl<T> Future<T> {
+    /// A stand-alone pending future, for tests and custom executors (SPEC
+    /// F9). Complete it with [`set_result`](Self::set_result) or
+    /// [`set_exception`](Self::set_exception).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::Future;
+    ///
+    /// let f = Future::new();
+    /// assert!(!f.done());
+    /// f.set_result("ready").unwrap();
+    /// assert_eq!(*f.result().unwrap(), "ready");
+    /// ```
+    pub fn new() -> Self {
+        Future::adopt(Arc::new(Inner::new(0, Slot::Empty)))
+    }
+
+    /// A pending future that carries `task`, runnable by a worker of `pool`.
+    pub(crate) fn with_task(pool: usize, task: Task<T>) -> Self {
+        Future::adopt(Arc::new(Inner::new(pool, Slot::Task(task))))
+    }
+
+    /// Wraps a reference already counted in `handles`.
+    fn adopt(inner: Arc<Inner<T>>) -> Self {
+        Future { inner }
+    }
+
+    /// The current state (SPEC F1). Never blocks.
+    pub fn state(&self) -> State {
+        State::from_phase(self.inner.phase())
+    }
+
+    /// Tries to cancel the call (SPEC F2).
+    ///
+    /// Returns false if it is running or finished, true if it is (now or
+    /// already) cancelled. A successful cancel wakes every waiter at once
+    /// (including `wait` and `as_completed`) and runs the callbacks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::Future;
+    ///
+    /// let f: Future<()> = Future::new();
+    /// assert!(f.cancel());
+    /// assert!(f.cancel());
+    /// assert!(f.cancelled() && f.done());
+    /// ```
+    pub fn cancel(&self) -> bool {
+        Self::cancel_inner(&self.inner)
+    }
+
+    fn cancel_inner(inner: &Arc<Inner<T>>) -> bool {
+        match inner.try_finish(|p| p == PENDING, CANCELLED) {
+            Transition::Done(entries) => {
+                // SAFETY: our transition moved the state out of PENDING.
+                let task = unsafe { inner.take_task() };
+                Inner::notify(inner, entries);
+                // The task is user code: dropped after the waiters woke.
+                drop(task);
+                true
+            }
+            Transition::Refused(phase) => matches!(phase, CANCELLED | CANCELLED_NOTIFIED),
+        }
+    }
+
+    /// True if the call was cancelled (SPEC F3). Never blocks.
+    pub fn cancelled(&self) -> bool {
+        matches!(self.inner.phase(), CANCELLED | CANCELLED_NOTIFIED)
+    }
+
+    /// True if the call is running and cannot be cancelled (SPEC F3).
+    pub fn running(&self) -> bool {
+        matches!(self.inner.phase(), RUNNING | COMPLETING)
+    }
+
+    /// True if the call finished or was cancelled (SPEC F3). Never blocks.
+    pub fn done(&self) -> bool {
+        is_done(self.inner.phase())
+    }
+
+    /// Waits until done or `deadline`.
+    ///
+    /// A worker that waits on a pending future of its own pool runs it
+    /// inline; a running task that would wait forever on a future that
+    /// waits on it gets [`Error::Deadlock`] (SPEC B7).
+    fn wait_done(&self, deadline: Option<Instant>) -> Result<(), Error> {
+        let inner = &self.inner;
+        if inner.phase() == PENDING
+            && inner.origin != 0
+            && inner.origin == task_context::worker_pool()
+        {
+            // Claim the task; the queue entry will find it started.
+            Arc::clone(inner).run_task(&|| {});
+        }
+        if self.done() {
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::Timeout);
+        }
+        let _edge = match (deadline, task_context::current_task()) {
+            (None, Some(me)) => Some(task_context::enter_wait(me.task, inner.identity())?),
+            _ => None,
+        };
+        let waiter = Arc::new(ThreadWaiter::for_current_thread());
+        if inner.register(Entry::Thread(Arc::clone(&waiter))).is_err() {
+            return Ok(());
+        }
+        let notified = waiter.park_until(deadline);
+        waiter.close();
+        if notified || self.done() {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+
+    fn outcome(&self) -> Result<&T, Error> {
+        if self.inner.phase() == FINISHED {
+            // SAFETY: FINISHED was seen with Acquire, and `self` is a
+            // handle, so no `take_outcome` runs while `&self` lives.
+            unsafe { self.inner.outcome() }
+        } else {
+            Err(Error::Cancelled)
+        }
+    }
+
+    /// Waits for the call and returns its value (SPEC F4).
+    ///
+    /// Callable any number of times from any number of threads; the value
+    /// stays in the future. Everything the task did happens-before this
+    /// returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] if cancelled, the task's failure
+    /// ([`Error::Failed`], [`Error::Broken`]), or [`Error::Deadlock`] when
+    /// called from a task that the awaited future waits on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1).unwrap();
+    /// let f = pool.submit(|| vec![1, 2, 3]).unwrap();
+    /// assert_eq!(f.result().unwrap().len(), 3);
+    /// assert_eq!(f.result().unwrap().len(), 3);
+    /// ```
+    pub fn result(&self) -> Result<&T, Error> {
+        self.result_deadline_opt(None)
+    }
+
+    /// [`result`](Self::result) waiting at most `timeout`; zero polls.
+    ///
+    /// # Errors
+    ///
+    /// As `result`, plus [`Error::Timeout`] when not done in time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Future};
+    /// use std::time::Duration;
+    ///
+    /// let f: Future<u8> = Future::new();
+    /// assert!(matches!(f.result_timeout(Duration::from_millis(1)), Err(Error::Timeout)));
+    /// ```
+    pub fn result_timeout(&self, timeout: Duration) -> Result<&T, Error> {
+        self.result_deadline_opt(deadline_after(timeout))
+    }
+
+    /// [`result`](Self::result) waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As `result_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::Future;
+    /// use std::time::Instant;
+    ///
+    /// let f = Future::new();
+    /// f.set_result(5).unwrap();
+    /// assert_eq!(*f.result_deadline(Instant::now()).unwrap(), 5);
+    /// ```
+    pub fn result_deadline(&self, deadline: Instant) -> Result<&T, Error> {
+        self.result_deadline_opt(Some(deadline))
+    }
+
+    fn result_deadline_opt(&self, deadline: Option<Instant>) -> Result<&T, Error> {
+        self.wait_done(deadline)?;
+        self.outcome()
+    }
+
+    /// Waits for the call and returns its failure, or `None` when it
+    /// finished with a value (SPEC F5).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] if cancelled, [`Error::Deadlock`] as for
+    /// `result`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Future, TaskError};
+    ///
+    /// let f: Future<()> = Future::new();
+    /// f.set_exception(TaskError::new("disk full")).unwrap();
+    /// assert_eq!(f.exception().unwrap().unwrap().to_string(), "the task failed: disk full");
+    /// ```
+    pub fn exception(&self) -> Result<Option<Error>, Error> {
+        self.exception_deadline_opt(None)
+    }
+
+    /// [`exception`](Self::exception) waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As `exception`, plus [`Error::Timeout`] when not done in time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Future};
+    /// use std::time::Duration;
+    ///
+    /// let f: Future<()> = Future::new();
+    /// assert!(matches!(f.exception_timeout(Duration::ZERO), Err(Error::Timeout)));
+    /// ```
+    pub fn exception_timeout(&self, timeout: Duration) -> Result<Option<Error>, Error> {
+        self.exception_deadline_opt(deadline_after(timeout))
+    }
+
+    /// [`exception`](Self::exception) waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As `exception_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::Future;
+    /// use std::time::Instant;
+    ///
+    /// let f = Future::new();
+    /// f.set_result(()).unwrap();
+    /// assert!(f.exception_deadline(Instant::now()).unwrap().is_none());
+    /// ```
+    pub fn exception_deadline(&self, deadline: Instant) -> Result<Option<Error>, Error> {
+        self.exception_deadline_opt(Some(deadline))
+    }
+
+    fn exception_deadline_opt(&self, deadline: Option<Instant>) -> Result<Option<Error>, Error> {
+        self.wait_done(deadline)?;
+        match self.outcome() {
+            Ok(_) => Ok(None),
+            Err(Error::Cancelled) => Err(Error::Cancelled),
+            Err(e) => Ok(Some(e)),
+        }
+    }
+
+    /// True when the future finished with a failure (not a cancel).
+    pub(crate) fn failed(&self) -> bool {
+        self.inner.phase() == FINISHED && self.outcome().is_err()
+    }
+
+    /// Waits for the call and returns its value by value: moved out when
+    /// this is the last handle, cloned otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As [`result`](Self::result).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1).unwrap();
+    /// let f = pool.submit(|| String::from("owned")).unwrap();
+    /// let s: String = f.into_result().unwrap();
+    /// assert_eq!(s, "owned");
+    /// ```
+    pub fn into_result(self) -> Result<T, Error>
+    where
+        T: Clone,
+    {
+        self.wait_done(None)?;
+        match self.take_outcome() {
+            Ok(outcome) => outcome,
+            Err(shared) => shared.outcome().cloned(),
+        }
+    }
+
+    /// Moves the outcome out of a done future if this is the last handle.
+    pub(crate) fn take_outcome(self) -> Result<Result<T, Error>, Self> {
+        if self.inner.phase() != FINISHED {
+            return Ok(Err(Error::Cancelled));
+        }
+        // ORDERING: Acquire pairs with the Release decrement in `drop`, so
+        // every other handle's reads of the slot happen-before the move.
+        if self.inner.handles.load(Acquire) != 1 {
+            return Err(self);
+        }
+        // SAFETY: FINISHED is published and no other handle exists, and
+        // none can appear: handles are made only from handles, and
+        // `notify` makes its callback handle before publishing. Queue
+        // references never read the slot.
+        let slot = self
+            .inner
+            .slot
+            .with_mut(|s| std::mem::replace(unsafe { &mut *s }, Slot::Empty));
+        Ok(match slot {
+            Slot::Value(v) => Ok(v),
+            Slot::Failed(e) => Err(e),
+            Slot::Empty | Slot::Task(_) => Err(Error::Cancelled),
+        })
+    }
+
+    /// Attaches `callback`, called with the future when it finishes or is
+    /// cancelled (SPEC F6).
+    ///
+    /// Callbacks run in the thread that completes or cancels the future, in
+    /// the order added; if the future is already done, at once in this
+    /// thread. A callback that panics is logged (`tracing`) and ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::Future;
+    /// use std::sync::mpsc;
+    ///
+    /// let (tx, rx) = mpsc::channel();
+    /// let f = Future::new();
+    /// f.add_done_callback(move |f| tx.send(*f.result().unwrap()).unwrap());
+    /// f.set_result(9).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), 9);
+    /// ```
+    pub fn add_done_callback<F>(&self, callback: F)
+    where
+        F: FnOnce(&Future<T>) + Send + 'static,
+    {
+        if let Err(Entry::Callback(cb)) = self.inner.register(Entry::Callback(Box::new(callback))) {
+            run_callback(cb, self);
+        }
+    }
+
+    /// Marks the future running, or acknowledges its cancellation (SPEC F7).
+    ///
+    /// For executors and tests. Returns `Ok(true)` when it moved from
+    /// pending to running, `Ok(false)` when it was cancelled (waiters were
+    /// already woken by the cancel itself).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidStateError`] in any other state, including a second call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::Future;
+    ///
+    /// let f: Future<()> = Future::new();
+    /// assert_eq!(f.set_running_or_notify_cancel().unwrap(), true);
+    /// assert!(f.running());
+    /// assert!(f.set_running_or_notify_cancel().is_err());
+    /// ```
+    pub fn set_running_or_notify_cancel(&self) -> Result<bool, InvalidStateError> {
+        let inner = &self.inner;
+        loop {
+            match inner.try_move(|p| p == PENDING, RUNNING) {
+                Ok(()) => return Ok(true),
+                Err(CANCELLED) => {
+                    if inner
+                        .try_move(|p| p == CANCELLED, CANCELLED_NOTIFIED)
+                        .is_ok()
+                    {
+                        return Ok(false);
+                    }
+                    // Someone else acknowledged it first: report that.
+                }
+                Err(phase) => {
+                    return Err(InvalidStateError::new(State::from_phase(phase), ()));
+                }
+            }
+        }
+    }
+
+    /// Completes the future with `value` and wakes everything waiting
+    /// (SPEC F8). For executors and tests.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidStateError`] carrying `value` back when already done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::Future;
+    ///
+    /// let f = Future::new();
+    /// f.set_result(1).unwrap();
+    /// assert!(f.set_result(2).is_err());
+    /// assert_eq!(*f.result().unwrap(), 1);
+    /// ```
+    pub fn set_result(&self, value: T) -> Result<(), InvalidStateError<T>> {
+        self.complete(value, Ok)
+    }
+
+    /// Completes the future with a failure (SPEC F8). For executors and
+    /// tests.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidStateError`] carrying `error` back when already done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Future, TaskError};
+    ///
+    /// let f: Future<()> = Future::new();
+    /// f.set_exception(TaskError::new("no route to host")).unwrap();
+    /// assert!(matches!(f.result(), Err(Error::Failed(_))));
+    /// ```
+    pub fn set_exception(&self, error: TaskError) -> Result<(), InvalidStateError<TaskError>> {
+        self.complete(error, |e| Err(Error::Failed(e)))
+    }
+
+    fn complete<V>(
+        &self,
+        given: V,
+        outcome: impl FnOnce(V) -> Result<T, Error>,
+    ) -> Result<(), InvalidStateError<V>> {
+        match self
+            .inner
+            .try_move(|p| p == PENDING || p == RUNNING, COMPLETING)
+        {
+            Ok(()) => {
+                self.inner.publish(outcome(given));
+                Ok(())
+            }
+            Err(phase) => Err(InvalidStateError::new(State::from_phase(phase), given)),
+        }
+    }
+
+    /// Completes the future with an executor's failure (broken, shut down).
+    pub(crate) fn complete_failed(&self, error: Error) -> Result<(), InvalidStateError<Error>> {
+        self.complete(error, Err)
+    }
+
+    /// Registers a `wait`/`as_completed` waiter; false if already done.
+    pub(crate) fn register_set(&self, waiter: &Arc<SetWaiter>, index: usize) -> bool {
+        self.inner
+            .register(Entry::Set(Arc::clone(waiter), index))
+            .is_ok()
+    }
+
+    /// Registers an async waiter; false if already done.
+    pub(crate) fn register_async(&self, waiter: &Arc<AsyncWaiter>) -> bool {
+        self.inner
+            .register(Entry::Async(Arc::clone(waiter)))
+            .is_ok()
+    }
+
+    /// The same-pool-inline/deadlock-aware blocking wait, for `wait`-like
+    /// helpers inside the crate.
+    pub(crate) fn block_until_done(&self, deadline: Option<Instant>) -> Result<(), Error> {
+        self.wait_done(deadline)
+    }
+
+    /// Identity, for deduplication.
+    pub(crate) fn id(&self) -> usize {
+        self.inner.identity()
+    }
+}
+
+impl<T: Send + Sync + 'static> Future<T> {
+    /// The queue's reference to this future's task.
+    pub(crate) fn job(&self) -> Arc<dyn Job> {
+        self.inner.clone()
+    }
+}
+
+impl<T> Default for Future<T> {
+    fn default() -> Self {
+        Future::new()
+    }
+}
+
+impl<T> Clone for Future<T> {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Relaxed);
+        Future {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> Drop for Future<T> {
+    fn drop(&mut self) {
+        // ORDERING: Release pairs with the Acquire in `take_outcome`.
+        self.inner.handles.fetch_sub(1, Release);
+    }
+}
+
+impl<T> PartialEq for Future<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl<T> Eq for Future<T> {}
+
+impl<T> Hash for Future<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state);
+    }
+}
+
+impl<T> fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Future({:#x}, {:?})", self.id(), self.state())
+    }
+}

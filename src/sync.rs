@@ -1,0 +1,74 @@
+//! The synchronization primitives the future state machine is built on.
+//!
+//! Everything the model-checked tests exercise goes through this module, so
+//! that `RUSTFLAGS="--cfg concurrent_futures_loom"` swaps the real
+//! primitives for loom's and explores every interleaving of the same code.
+
+#[cfg(not(concurrent_futures_loom))]
+mod imp {
+    pub(crate) use std::sync::Arc;
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+    pub(crate) use std::thread::{Thread, current};
+
+    pub(crate) use parking_lot::Mutex;
+
+    /// Parks the current thread until unparked or until `deadline`.
+    pub(crate) fn park_until(deadline: Option<std::time::Instant>) {
+        match deadline {
+            None => std::thread::park(),
+            Some(d) => {
+                let now = std::time::Instant::now();
+                if d > now {
+                    std::thread::park_timeout(d - now);
+                }
+            }
+        }
+    }
+
+    /// A cell whose accesses are checked under loom and free otherwise.
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
+
+#[cfg(concurrent_futures_loom)]
+mod imp {
+    pub(crate) use loom::cell::UnsafeCell;
+    pub(crate) use loom::sync::Arc;
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+    pub(crate) use loom::thread::{Thread, current};
+
+    /// loom's mutex with parking_lot's signature (no poisoning).
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    /// loom has no timed park; the models never use deadlines.
+    pub(crate) fn park_until(_deadline: Option<std::time::Instant>) {
+        loom::thread::park();
+    }
+}
+
+pub(crate) use imp::*;

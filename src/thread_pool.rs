@@ -1,0 +1,572 @@
+//! [`ThreadPoolExecutor`] (SPEC T1-T4, E1-E6).
+//!
+//! One FIFO queue (a crossbeam channel) feeds the workers. Each queue
+//! entry is the future's own shared state, so whoever moves a future from
+//! PENDING to RUNNING runs it: a worker popping it, or a worker of the same
+//! pool that blocks on it (SPEC B7), or nobody once it was cancelled.
+//!
+//! ```text
+//!  submit ──> [control lock: shut down? broken? spawn a worker?]
+//!         ──> queue ──> worker: try_start ──> task ──> publish ──> waiters
+//!              │  cancel() / shutdown(cancel_futures) wins here
+//!              └─ a worker blocked on it may claim it inline (B7)
+//! ```
+//!
+//! Workers start lazily: a submit starts one when more jobs are queued than
+//! workers are idle, up to `max_workers` (SPEC T4). A worker counts itself
+//! idle *before* publishing its result, so a caller that saw the result and
+//! submits again finds it idle and reuses it.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{
+    BrokenExecutor, BrokenKind, BuildError, Error, SubmitError, TaskError, panic_message,
+};
+use crate::executor::{Executor, Map, MapOptions, Shutdown};
+use crate::future::{Future, Job, Task};
+use crate::task_context;
+
+/// Numbers pools for their default thread names, as CPython does.
+static POOL_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+type Initializer = Arc<dyn Fn() + Send + Sync>;
+
+/// A pool of threads that runs closures and returns [`Future`]s (Python's
+/// `ThreadPoolExecutor`).
+///
+/// Dropping the pool is `shutdown(wait = true)`: it waits for every
+/// submitted task, like leaving a Python `with` block (SPEC E4).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::new(1).unwrap();
+/// let future = pool.submit(|| 323u128.pow(12)).unwrap();
+/// println!("{}", future.result().unwrap());
+/// ```
+pub struct ThreadPoolExecutor {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    max_workers: usize,
+    name_prefix: String,
+    initializer: Option<Initializer>,
+    jobs: Receiver<Arc<dyn Job>>,
+    control: Mutex<Control>,
+    /// Workers that are, or are about to be, waiting for a job.
+    idle: AtomicUsize,
+    /// Workers started; only written under `control`.
+    spawned: AtomicUsize,
+    workers: Mutex<Workers>,
+    worker_exited: Condvar,
+}
+
+struct Control {
+    /// `None` once shut down: dropping the only sender lets the workers
+    /// drain the queue and exit.
+    sender: Option<Sender<Arc<dyn Job>>>,
+    broken: Option<BrokenExecutor>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Workers {
+    live: usize,
+    /// Workers of this pool blocked in `shutdown(wait = true)`: they wait
+    /// for everybody but themselves.
+    shutting_down_inside: usize,
+}
+
+/// Configures a [`ThreadPoolExecutor`] (Python's keyword arguments).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::builder()
+///     .max_workers(3)
+///     .thread_name_prefix("loader")
+///     .build()
+///     .unwrap();
+/// let name = pool.submit(|| std::thread::current().name().unwrap().to_owned()).unwrap();
+/// assert_eq!(name.result().unwrap(), "loader_0");
+/// ```
+#[derive(Default)]
+pub struct ThreadPoolBuilder {
+    max_workers: Option<usize>,
+    thread_name_prefix: Option<String>,
+    initializer: Option<Initializer>,
+}
+
+impl ThreadPoolBuilder {
+    /// At most this many worker threads; default `min(32, cpus + 4)`.
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// Workers are named `{prefix}_{n}` (SPEC T2); default
+    /// `ThreadPoolExecutor-{pool number}`.
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Runs at the start of every worker, with whatever it captured (Python
+    /// `initargs`). If it panics the pool breaks (SPEC T3): pending and
+    /// later work fails with [`BrokenKind::ThreadPool`].
+    pub fn initializer(mut self, initializer: impl Fn() + Send + Sync + 'static) -> Self {
+        self.initializer = Some(Arc::new(initializer));
+        self
+    }
+
+    /// Creates the pool. No thread starts until work is submitted.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroWorkers`] when `max_workers` is 0.
+    pub fn build(self) -> Result<ThreadPoolExecutor, BuildError> {
+        let max_workers = match self.max_workers {
+            Some(0) => return Err(BuildError::ZeroWorkers),
+            Some(n) => n,
+            None => default_max_workers(),
+        };
+        Ok(self.build_with(max_workers))
+    }
+
+    fn build_with(self, max_workers: usize) -> ThreadPoolExecutor {
+        let name_prefix = self.thread_name_prefix.unwrap_or_else(|| {
+            format!("ThreadPoolExecutor-{}", POOL_COUNTER.fetch_add(1, Relaxed))
+        });
+        let (sender, jobs) = crossbeam_channel::unbounded();
+        ThreadPoolExecutor {
+            shared: Arc::new(Shared {
+                max_workers,
+                name_prefix,
+                initializer: self.initializer,
+                jobs,
+                control: Mutex::new(Control {
+                    sender: Some(sender),
+                    broken: None,
+                    threads: Vec::new(),
+                }),
+                idle: AtomicUsize::new(0),
+                spawned: AtomicUsize::new(0),
+                workers: Mutex::new(Workers {
+                    live: 0,
+                    shutting_down_inside: 0,
+                }),
+                worker_exited: Condvar::new(),
+            }),
+        }
+    }
+}
+
+/// Python's default: `min(32, os.cpu_count() + 4)` (SPEC T1).
+fn default_max_workers() -> usize {
+    let cpus = thread::available_parallelism().map_or(1, usize::from);
+    32.min(cpus + 4)
+}
+
+impl ThreadPoolExecutor {
+    /// A pool of at most `max_workers` threads.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroWorkers`] when `max_workers` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// assert_eq!(ThreadPoolExecutor::new(5).unwrap().max_workers(), 5);
+    /// ```
+    pub fn new(max_workers: usize) -> Result<Self, BuildError> {
+        ThreadPoolExecutor::builder()
+            .max_workers(max_workers)
+            .build()
+    }
+
+    /// A builder for the other options.
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder::default()
+    }
+
+    /// The most threads this pool will start.
+    pub fn max_workers(&self) -> usize {
+        self.shared.max_workers
+    }
+
+    /// Identity of this pool, as futures and workers know it.
+    pub(crate) fn id(&self) -> usize {
+        self.shared.id()
+    }
+
+    /// Schedules `task` and returns its future at once (SPEC E1). A panic
+    /// in the task becomes its future's [`Error::Failed`]; the worker goes
+    /// on (SPEC E5).
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError`], giving the task back, when the pool is shut down
+    /// ([`Error::ShutDown`]) or broken ([`Error::Broken`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new(2).unwrap();
+    /// let f = pool.submit(|| 2 + 2).unwrap();
+    /// assert_eq!(*f.result().unwrap(), 4);
+    /// ```
+    pub fn submit<F, T>(&self, task: F) -> Result<Future<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        self.submit_task(task, |f| Box::new(move || Ok(f())))
+    }
+
+    /// Schedules a task that may fail: its `Err` becomes the future's
+    /// [`Error::Failed`], as a raised exception does in Python.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1).unwrap();
+    /// let f = pool.submit_fallible(|| "x1".parse::<u32>()).unwrap();
+    /// let Err(Error::Failed(e)) = f.result() else { panic!() };
+    /// assert!(e.downcast_ref::<std::num::ParseIntError>().is_some());
+    /// ```
+    pub fn submit_fallible<F, T, E>(&self, task: F) -> Result<Future<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.submit_task(task, |f| {
+            Box::new(move || f().map_err(|e| Error::Failed(TaskError::new(e))))
+        })
+    }
+
+    /// Queues the task `make` builds from `task`, once the pool accepts it.
+    pub(crate) fn submit_task<F, T>(
+        &self,
+        task: F,
+        make: impl FnOnce(F) -> Task<T>,
+    ) -> Result<Future<T>, SubmitError<F>>
+    where
+        T: Send + Sync + 'static,
+    {
+        let shared = &self.shared;
+        let mut control = shared.control.lock();
+        if let Some(broken) = &control.broken {
+            return Err(SubmitError::new(task, Error::Broken(broken.clone())));
+        }
+        if control.sender.is_none() {
+            return Err(SubmitError::new(task, Error::ShutDown));
+        }
+        if let Err(e) = shared.start_worker_if_needed(&mut control, 1) {
+            if shared.spawned.load(Relaxed) == 0 {
+                let reason = format!("could not start a worker thread: {e}");
+                let broken = BrokenExecutor::new(BrokenKind::ThreadPool, reason);
+                return Err(SubmitError::new(task, Error::Broken(broken)));
+            }
+            // Otherwise the running workers will get to it.
+        }
+        let future = Future::with_task(shared.id(), make(task));
+        if let Some(sender) = &control.sender {
+            // Cannot fail: the receiver lives in `shared`, which we hold.
+            let _ = sender.send(future.job());
+        }
+        Ok(future)
+    }
+
+    /// Stops the pool (SPEC E3): later submits fail with
+    /// [`Error::ShutDown`]. Idempotent and safe from any thread, including
+    /// from inside one of its own tasks (which then waits for every worker
+    /// but its own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Shutdown, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1).unwrap();
+    /// let f = pool.submit(|| 1).unwrap();
+    /// pool.shutdown_with(Shutdown::default().wait(true));
+    /// assert!(f.done());
+    /// ```
+    pub fn shutdown_with(&self, options: Shutdown) {
+        let shared = &self.shared;
+        let cancelled: Vec<Arc<dyn Job>> = {
+            let mut control = shared.control.lock();
+            let sender = control.sender.take();
+            let drained = if options.cancels_futures() {
+                shared.jobs.try_iter().collect()
+            } else {
+                Vec::new()
+            };
+            drop(sender);
+            drained
+        };
+        // Cancelling runs callbacks and drops tasks: user code, so outside
+        // the lock.
+        for job in cancelled {
+            let _ = job.cancel();
+        }
+        if options.waits() {
+            shared.wait_for_workers();
+        }
+    }
+
+    /// Runs `f` over `items` on the pool; results come back in input order
+    /// (SPEC E2). See [`Executor::map`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new(4).unwrap();
+    /// let lens: Vec<usize> = pool
+    ///     .map(|s: &str| s.len(), ["a", "bb", "ccc"])
+    ///     .collect::<Result<_, _>>()
+    ///     .unwrap();
+    /// assert_eq!(lens, [1, 2, 3]);
+    /// ```
+    pub fn map<F, I, T>(&self, f: F, items: I) -> Map<'_, T>
+    where
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        I: IntoIterator,
+        I::IntoIter: 'static,
+        I::Item: Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        Executor::map(self, f, items)
+    }
+
+    /// [`map`](Self::map) with `timeout` and `buffersize`
+    /// ([`MapOptions`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{MapOptions, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(2).unwrap();
+    /// // An endless input in bounded memory: at most 8 items in flight.
+    /// let first: Vec<u64> = pool
+    ///     .map_with(|x: u64| x + 1, 0.., MapOptions::new().buffersize(8))
+    ///     .take(3)
+    ///     .map(Result::unwrap)
+    ///     .collect();
+    /// assert_eq!(first, [1, 2, 3]);
+    /// ```
+    pub fn map_with<F, I, T>(&self, f: F, items: I, options: MapOptions) -> Map<'_, T>
+    where
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        I: IntoIterator,
+        I::IntoIter: 'static,
+        I::Item: Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        Executor::map_with(self, f, items, options)
+    }
+
+    /// `shutdown(wait = true, cancel_futures = false)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1).unwrap();
+    /// pool.shutdown();
+    /// pool.shutdown();
+    /// assert!(pool.submit(|| ()).is_err());
+    /// ```
+    pub fn shutdown(&self) {
+        self.shutdown_with(Shutdown::default());
+    }
+}
+
+impl Shared {
+    fn id(&self) -> usize {
+        self as *const Shared as usize
+    }
+
+    /// Starts a worker when more jobs wait (counting `incoming`) than
+    /// workers are idle, unless `max_workers` are running.
+    fn start_worker_if_needed(
+        self: &Arc<Self>,
+        control: &mut Control,
+        incoming: usize,
+    ) -> std::io::Result<()> {
+        let spawned = self.spawned.load(Relaxed);
+        if spawned >= self.max_workers
+            || control.sender.is_none()
+            || self.jobs.len() + incoming <= self.idle.load(SeqCst)
+        {
+            return Ok(());
+        }
+        let name = format!("{}_{spawned}", self.name_prefix);
+        let shared = Arc::clone(self);
+        self.workers.lock().live += 1;
+        self.idle.fetch_add(1, SeqCst);
+        match thread::Builder::new()
+            .name(name)
+            .spawn(move || shared.worker_main())
+        {
+            Ok(handle) => {
+                control.threads.push(handle);
+                self.spawned.store(spawned + 1, Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.idle.fetch_sub(1, SeqCst);
+                self.workers.lock().live -= 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn worker_main(self: Arc<Self>) {
+        struct Exit<'a>(&'a Shared);
+        impl Drop for Exit<'_> {
+            fn drop(&mut self) {
+                self.0.workers.lock().live -= 1;
+                self.0.worker_exited.notify_all();
+            }
+        }
+        let _exit = Exit(&self);
+        task_context::set_worker_pool(self.id());
+        if let Some(init) = &self.initializer {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| init())) {
+                self.initializer_failed(&panic_message(payload.as_ref()));
+                return;
+            }
+        }
+        let became_idle = || {
+            self.idle.fetch_add(1, SeqCst);
+        };
+        while let Ok(job) = self.jobs.recv() {
+            self.idle.fetch_sub(1, SeqCst);
+            if self.jobs.len() > self.idle.load(SeqCst)
+                && self.spawned.load(Relaxed) < self.max_workers
+            {
+                // A burst arrived faster than submits started workers:
+                // bring in help instead of leaving jobs behind a busy one.
+                let mut control = self.control.lock();
+                let _ = self.start_worker_if_needed(&mut control, 0);
+            }
+            let ran = std::cell::Cell::new(false);
+            job.run(&|| {
+                ran.set(true);
+                became_idle();
+            });
+            if !ran.get() {
+                became_idle();
+            }
+        }
+    }
+
+    /// SPEC T3: the pool is broken; fail everything queued.
+    fn initializer_failed(&self, message: &str) {
+        let reason = format!(
+            "a thread initializer failed, the thread pool is not usable anymore: {message}"
+        );
+        let (broken, queued) = {
+            let mut control = self.control.lock();
+            let broken = control
+                .broken
+                .get_or_insert_with(|| BrokenExecutor::new(BrokenKind::ThreadPool, reason))
+                .clone();
+            (broken, self.jobs.try_iter().collect::<Vec<_>>())
+        };
+        tracing::error!(%message, "thread pool initializer panicked; the pool is broken");
+        for job in queued {
+            job.fail(Error::Broken(broken.clone()));
+        }
+    }
+
+    fn wait_for_workers(&self) {
+        let inside = task_context::worker_pool() == self.id();
+        let me = thread::current().id();
+        let threads = std::mem::take(&mut self.control.lock().threads);
+        for handle in threads {
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        }
+        // Another caller may have taken the handles: wait on the count too.
+        let mut workers = self.workers.lock();
+        if inside {
+            workers.shutting_down_inside += 1;
+        }
+        while workers.live > workers.shutting_down_inside {
+            self.worker_exited.wait(&mut workers);
+        }
+        if inside {
+            workers.shutting_down_inside -= 1;
+        }
+    }
+}
+
+impl Default for ThreadPoolExecutor {
+    /// A pool with Python's default size (SPEC T1).
+    fn default() -> Self {
+        ThreadPoolBuilder::default().build_with(default_max_workers())
+    }
+}
+
+impl Drop for ThreadPoolExecutor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let control = self.shared.control.lock();
+        f.debug_struct("ThreadPoolExecutor")
+            .field("max_workers", &self.shared.max_workers)
+            .field("name_prefix", &self.shared.name_prefix)
+            .field("workers", &self.shared.spawned.load(Relaxed))
+            .field("shut_down", &control.sender.is_none())
+            .field("broken", &control.broken.is_some())
+            .finish()
+    }
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn submit<F, T>(&self, task: F) -> Result<Future<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        ThreadPoolExecutor::submit(self, task)
+    }
+
+    fn shutdown_with(&self, options: Shutdown) {
+        ThreadPoolExecutor::shutdown_with(self, options);
+    }
+}

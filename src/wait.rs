@@ -1,0 +1,374 @@
+//! `wait` and `as_completed` (SPEC W1-W3).
+//!
+//! Both register one [`SetWaiter`] on every pending future: O(N) to set
+//! up, O(1) per completion, and a waiting thread is parked, not polling.
+//! Giving up (timeout, first completion, a dropped iterator) closes the
+//! waiter in O(1); futures drop closed waiters lazily.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::future::{Future, deadline_after};
+use crate::sync::Arc;
+use crate::waiter::SetWaiter;
+
+/// When [`wait`] returns (Python's `return_when`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ReturnWhen {
+    /// As soon as any future finishes or is cancelled.
+    FirstCompleted,
+    /// As soon as any future finishes with a failure; if none fails, when
+    /// all are done.
+    FirstException,
+    /// When every future is done.
+    #[default]
+    AllCompleted,
+}
+
+/// Python's name for [`ReturnWhen::FirstCompleted`].
+pub const FIRST_COMPLETED: ReturnWhen = ReturnWhen::FirstCompleted;
+/// Python's name for [`ReturnWhen::FirstException`].
+pub const FIRST_EXCEPTION: ReturnWhen = ReturnWhen::FirstException;
+/// Python's name for [`ReturnWhen::AllCompleted`].
+pub const ALL_COMPLETED: ReturnWhen = ReturnWhen::AllCompleted;
+
+/// What [`wait`] returns (Python's `DoneAndNotDoneFutures`): the futures
+/// split by whether they were done when `wait` returned, each once, in the
+/// order first given.
+#[derive(Debug)]
+pub struct DoneAndNotDone<T> {
+    /// Finished or cancelled.
+    pub done: Vec<Future<T>>,
+    /// Pending or running.
+    pub not_done: Vec<Future<T>>,
+}
+
+/// The futures once each, in first-seen order.
+fn unique<'a, T: 'a>(fs: impl IntoIterator<Item = &'a Future<T>>) -> Vec<Future<T>> {
+    let iter = fs.into_iter();
+    let mut seen = HashSet::with_capacity(iter.size_hint().0);
+    iter.filter(|f| seen.insert(f.id())).cloned().collect()
+}
+
+/// Waits for the futures, which may come from any executors, until
+/// `return_when` is met (SPEC W1).
+///
+/// Duplicates count once. Futures cancelled by a shutdown count as done at
+/// once (unlike CPython, whose `wait` can hang on them).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{wait, ThreadPoolExecutor, ALL_COMPLETED};
+///
+/// let pool = ThreadPoolExecutor::new(4).unwrap();
+/// let fs: Vec<_> = (0..8).map(|i| pool.submit(move || i * i).unwrap()).collect();
+/// let result = wait(&fs, ALL_COMPLETED);
+/// assert_eq!(result.done.len(), 8);
+/// assert!(result.not_done.is_empty());
+/// ```
+pub fn wait<'a, T: 'a>(
+    fs: impl IntoIterator<Item = &'a Future<T>>,
+    return_when: ReturnWhen,
+) -> DoneAndNotDone<T> {
+    wait_until(fs, None, return_when)
+}
+
+/// [`wait`] for at most `timeout`; on timeout it returns what is done so
+/// far (a timeout is not an error here).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{wait_timeout, Future, FIRST_COMPLETED};
+/// use std::time::Duration;
+///
+/// let never: Future<()> = Future::new();
+/// let r = wait_timeout([&never], Duration::from_millis(1), FIRST_COMPLETED);
+/// assert_eq!(r.not_done.len(), 1);
+/// ```
+pub fn wait_timeout<'a, T: 'a>(
+    fs: impl IntoIterator<Item = &'a Future<T>>,
+    timeout: Duration,
+    return_when: ReturnWhen,
+) -> DoneAndNotDone<T> {
+    wait_until(fs, deadline_after(timeout), return_when)
+}
+
+/// [`wait`] until `deadline` at the latest.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{wait_deadline, Future, FIRST_EXCEPTION};
+/// use std::time::Instant;
+///
+/// let f = Future::new();
+/// f.set_result(1).unwrap();
+/// let r = wait_deadline([&f], Instant::now(), FIRST_EXCEPTION);
+/// assert_eq!(r.done.len(), 1);
+/// ```
+pub fn wait_deadline<'a, T: 'a>(
+    fs: impl IntoIterator<Item = &'a Future<T>>,
+    deadline: Instant,
+    return_when: ReturnWhen,
+) -> DoneAndNotDone<T> {
+    wait_until(fs, Some(deadline), return_when)
+}
+
+fn wait_until<'a, T: 'a>(
+    fs: impl IntoIterator<Item = &'a Future<T>>,
+    deadline: Option<Instant>,
+    return_when: ReturnWhen,
+) -> DoneAndNotDone<T> {
+    let futures = unique(fs);
+    let satisfied = |done: usize, failed: bool| match return_when {
+        ReturnWhen::FirstCompleted => done > 0,
+        ReturnWhen::FirstException => failed || done == futures.len(),
+        ReturnWhen::AllCompleted => done == futures.len(),
+    };
+    let mut done = futures.iter().filter(|f| f.done()).count();
+    let mut failed = futures.iter().any(Future::failed);
+    if !satisfied(done, failed) && deadline.is_none_or(|d| Instant::now() < d) {
+        let waiter = Arc::new(SetWaiter::new());
+        for (i, f) in futures.iter().enumerate() {
+            if !f.done() && !f.register_set(&waiter, i) {
+                // Done between the count above and the registration.
+                waiter.notify(i);
+            }
+        }
+        // Futures done before registering were counted already; the
+        // waiter reports each future at most once, so count only the
+        // reports of futures that were not done at the first count.
+        let mut counted: Vec<bool> = futures.iter().map(Future::done).collect();
+        done = counted.iter().filter(|&&d| d).count();
+        failed = futures.iter().any(Future::failed);
+        while !satisfied(done, failed) {
+            let Some(i) = waiter.next_until(deadline) else {
+                break;
+            };
+            if !std::mem::replace(&mut counted[i], true) {
+                done += 1;
+                failed |= futures[i].failed();
+            }
+        }
+        waiter.close();
+    }
+    let (done, not_done) = futures.into_iter().partition(Future::done);
+    DoneAndNotDone { done, not_done }
+}
+
+/// Yields the futures as they finish or are cancelled (SPEC W2), those
+/// already done first. Duplicates are yielded once.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{as_completed, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new(2).unwrap();
+/// let fs: Vec<_> = (1..=3).map(|i| pool.submit(move || i * 10).unwrap()).collect();
+/// let mut total = 0;
+/// for f in as_completed(&fs) {
+///     total += f.result().unwrap();
+/// }
+/// assert_eq!(total, 60);
+/// ```
+pub fn as_completed<'a, T: 'a>(fs: impl IntoIterator<Item = &'a Future<T>>) -> AsCompleted<T> {
+    AsCompleted {
+        completions: Completions::new(unique(fs), None),
+    }
+}
+
+/// [`as_completed`] with a timeout counted from this call: when it passes
+/// with futures left, the iterator yields one [`Error::Timeout`] and ends.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{as_completed_timeout, Error, Future};
+/// use std::time::Duration;
+///
+/// let done = Future::new();
+/// done.set_result(1).unwrap();
+/// let never = Future::new();
+/// let mut it = as_completed_timeout([&done, &never], Duration::from_millis(5));
+/// assert_eq!(it.next().unwrap().unwrap(), done);
+/// assert!(matches!(it.next(), Some(Err(Error::Timeout))));
+/// assert!(it.next().is_none());
+/// ```
+pub fn as_completed_timeout<'a, T: 'a>(
+    fs: impl IntoIterator<Item = &'a Future<T>>,
+    timeout: Duration,
+) -> AsCompletedTimeout<T> {
+    AsCompletedTimeout {
+        completions: Completions::new(unique(fs), Some(deadline_after(timeout))),
+    }
+}
+
+/// [`as_completed_timeout`] with an absolute deadline.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{as_completed_deadline, Error, Future};
+/// use std::time::Instant;
+///
+/// let never: Future<()> = Future::new();
+/// let mut it = as_completed_deadline([&never], Instant::now());
+/// assert!(matches!(it.next(), Some(Err(Error::Timeout))));
+/// ```
+pub fn as_completed_deadline<'a, T: 'a>(
+    fs: impl IntoIterator<Item = &'a Future<T>>,
+    deadline: Instant,
+) -> AsCompletedTimeout<T> {
+    AsCompletedTimeout {
+        completions: Completions::new(unique(fs), Some(Some(deadline))),
+    }
+}
+
+/// The shared engine of both `as_completed` iterators.
+#[derive(Debug)]
+struct Completions<T> {
+    futures: Vec<Option<Future<T>>>,
+    /// Futures already done at the call, yielded first, in input order.
+    early: std::vec::IntoIter<usize>,
+    waiter: Arc<SetWaiter>,
+    remaining: usize,
+    /// `Some(None)`: a timeout too large to represent, i.e. none.
+    deadline: Option<Option<Instant>>,
+    timed_out: bool,
+}
+
+impl<T> Completions<T> {
+    fn new(futures: Vec<Future<T>>, deadline: Option<Option<Instant>>) -> Self {
+        let waiter = Arc::new(SetWaiter::new());
+        let mut early = Vec::new();
+        for (i, f) in futures.iter().enumerate() {
+            if f.done() || !f.register_set(&waiter, i) {
+                early.push(i);
+            }
+        }
+        Completions {
+            remaining: futures.len(),
+            futures: futures.into_iter().map(Some).collect(),
+            early: early.into_iter(),
+            waiter,
+            deadline,
+            timed_out: false,
+        }
+    }
+
+    fn take(&mut self, i: usize) -> Option<Future<T>> {
+        let f = self.futures[i].take()?;
+        self.remaining -= 1;
+        Some(f)
+    }
+
+    fn next(&mut self) -> Option<Result<Future<T>, Error>> {
+        while let Some(i) = self.early.next() {
+            if let Some(f) = self.take(i) {
+                return Some(Ok(f));
+            }
+        }
+        while self.remaining > 0 && !self.timed_out {
+            let deadline = self.deadline.flatten();
+            match self.waiter.next_until(deadline) {
+                Some(i) => {
+                    if let Some(f) = self.take(i) {
+                        return Some(Ok(f));
+                    }
+                }
+                None => {
+                    self.timed_out = true;
+                    self.waiter.close();
+                    return Some(Err(Error::Timeout));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl<T> Drop for Completions<T> {
+    fn drop(&mut self) {
+        self.waiter.close();
+    }
+}
+
+/// The iterator of [`as_completed`]: yields each future once, as it
+/// completes.
+#[derive(Debug)]
+pub struct AsCompleted<T> {
+    completions: Completions<T>,
+}
+
+impl<T> Iterator for AsCompleted<T> {
+    type Item = Future<T>;
+
+    fn next(&mut self) -> Option<Future<T>> {
+        // Without a deadline the engine never reports a timeout.
+        self.completions.next().and_then(Result::ok)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.completions.remaining, Some(self.completions.remaining))
+    }
+}
+
+impl<T> ExactSizeIterator for AsCompleted<T> {}
+
+impl<T> AsCompleted<T> {
+    /// The next future that is already done, without blocking.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{as_completed, Future};
+    ///
+    /// let f: Future<()> = Future::new();
+    /// let mut it = as_completed([&f]);
+    /// assert!(it.try_next().is_none());
+    /// f.cancel();
+    /// assert_eq!(it.try_next(), Some(f));
+    /// ```
+    pub fn try_next(&mut self) -> Option<Future<T>> {
+        let c = &mut self.completions;
+        while let Some(i) = c.early.next() {
+            if let Some(f) = c.take(i) {
+                return Some(f);
+            }
+        }
+        while let Some(i) = c.waiter.try_next() {
+            if let Some(f) = c.take(i) {
+                return Some(f);
+            }
+        }
+        None
+    }
+}
+
+/// The iterator of [`as_completed_timeout`]: yields each future once, as
+/// it completes, or one [`Error::Timeout`] when time runs out.
+#[derive(Debug)]
+pub struct AsCompletedTimeout<T> {
+    completions: Completions<T>,
+}
+
+impl<T> Iterator for AsCompletedTimeout<T> {
+    type Item = Result<Future<T>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.completions.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let c = &self.completions;
+        if c.timed_out {
+            (0, Some(0))
+        } else {
+            (c.remaining.min(1), Some(c.remaining))
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The one waiting mechanism behind `result`, `exception`, `wait`,
+//! `as_completed` and `.await` (DESIGN: "ONE waiting mechanism").
+//!
+//! A waiter is registered on each future it waits for and is notified when
+//! that future finishes *or is cancelled*. Notification never touches the
+//! future, so the thread that completes a future can let go of it before
+//! waking anyone. A waiter that gives up (timeout, dropped iterator) only
+//! marks itself closed: futures drop closed waiters lazily, which keeps
+//! giving up O(1) instead of O(futures).
+
+use std::collections::VecDeque;
+use std::task::Waker;
+use std::time::Instant;
+
+use crate::sync::{AtomicBool, Mutex, Thread, current, park_until};
+use std::sync::atomic::Ordering::{Acquire, Release};
+
+/// Wakes one blocked thread (`result`, `exception`).
+#[derive(Debug)]
+pub(crate) struct ThreadWaiter {
+    notified: AtomicBool,
+    closed: AtomicBool,
+    thread: Thread,
+}
+
+impl ThreadWaiter {
+    /// A waiter for the calling thread.
+    pub(crate) fn for_current_thread() -> Self {
+        ThreadWaiter {
+            notified: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            thread: current(),
+        }
+    }
+
+    pub(crate) fn notify(&self) {
+        // ORDERING: Release pairs with the Acquire in `park_until`, so the
+        // woken thread sees the state the notifier published before.
+        self.notified.store(true, Release);
+        self.thread.unpark();
+    }
+
+    /// Parks until notified or `deadline`; true when notified.
+    ///
+    /// Loops on wake-up: `park` may return spuriously or for an unpark
+    /// meant for an earlier wait of the same thread.
+    pub(crate) fn park_until(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            if self.notified.load(Acquire) {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            park_until(deadline);
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Release);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Acquire)
+    }
+}
+
+/// Collects completions of many futures for `wait` and `as_completed`:
+/// each registered future pushes its index, so a completion costs O(1).
+#[derive(Debug)]
+pub(crate) struct SetWaiter {
+    state: Mutex<SetState>,
+    closed: AtomicBool,
+}
+
+#[derive(Debug)]
+struct SetState {
+    ready: VecDeque<usize>,
+    /// The thread to wake; updated on every wait since an `as_completed`
+    /// iterator may move between threads.
+    thread: Option<Thread>,
+}
+
+impl SetWaiter {
+    pub(crate) fn new() -> Self {
+        SetWaiter {
+            state: Mutex::new(SetState {
+                ready: VecDeque::new(),
+                thread: None,
+            }),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn notify(&self, index: usize) {
+        let thread = {
+            let mut state = self.state.lock();
+            state.ready.push_back(index);
+            state.thread.clone()
+        };
+        if let Some(t) = thread {
+            t.unpark();
+        }
+    }
+
+    /// The next completed index, parking until one arrives or `deadline`.
+    pub(crate) fn next_until(&self, deadline: Option<Instant>) -> Option<usize> {
+        loop {
+            {
+                let mut state = self.state.lock();
+                if let Some(i) = state.ready.pop_front() {
+                    return Some(i);
+                }
+                state.thread = Some(current());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            park_until(deadline);
+        }
+    }
+
+    /// The next completed index, if one is already there.
+    pub(crate) fn try_next(&self) -> Option<usize> {
+        self.state.lock().ready.pop_front()
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Release);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Acquire)
+    }
+}
+
+/// Wakes an async task that awaits a future (SPEC B4).
+#[derive(Debug)]
+pub(crate) struct AsyncWaiter {
+    waker: Mutex<Option<Waker>>,
+    closed: AtomicBool,
+}
+
+impl AsyncWaiter {
+    pub(crate) fn new(waker: Waker) -> Self {
+        AsyncWaiter {
+            waker: Mutex::new(Some(waker)),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Replaces the waker when the task was polled with a different one.
+    pub(crate) fn update(&self, waker: &Waker) {
+        let mut slot = self.waker.lock();
+        match &*slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+
+    pub(crate) fn notify(&self) {
+        let waker = self.waker.lock().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Release);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Acquire)
+    }
+}

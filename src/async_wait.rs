@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 
 use crate::error::Error;
 use crate::future::Future;
-use crate::sync::Arc;
 use crate::waiter::AsyncWaiter;
+use std::sync::Arc;
 
 /// The awaitable of `&Future<T>`: resolves to the same `Result<&T, Error>`
 /// as [`Future::result`].

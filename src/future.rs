@@ -40,7 +40,9 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, InvalidStateError, TaskError};
-use crate::sync::{Arc, AtomicU8, AtomicUsize, Mutex, UnsafeCell};
+use std::sync::Arc;
+
+use crate::sync::{AtomicU8, AtomicUsize, Mutex, UnsafeCell};
 use crate::task_context::{self, TaskContext};
 use crate::waiter::{AsyncWaiter, SetWaiter, ThreadWaiter};
 
@@ -492,21 +494,34 @@ impl<T> Future<T> {
     /// inline; a running task that would wait forever on a future that
     /// waits on it gets [`Error::Deadlock`] (SPEC B7).
     fn wait_done(&self, deadline: Option<Instant>) -> Result<(), Error> {
-        let inner = &self.inner;
-        if inner.phase() == PENDING
-            && inner.origin != 0
-            && inner.origin == task_context::worker_pool()
-        {
-            // Claim the task; the queue entry will find it started.
-            Arc::clone(inner).run_task(&|| {});
-        }
         if self.done() {
             return Ok(());
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::Timeout);
         }
-        let _edge = match (deadline, task_context::current_task()) {
+        let inner = &self.inner;
+        let me = task_context::current_task();
+        if inner.phase() == PENDING
+            && inner.origin != 0
+            && inner.origin == task_context::worker_pool()
+        {
+            // While the inline task runs, this task is waiting on it: the
+            // edge lets a wait on this task from inside it be seen as the
+            // cycle it is, instead of parking the thread on itself.
+            let _edge = match me {
+                Some(me) => Some(task_context::enter_wait(me.task, inner.identity())?),
+                None => None,
+            };
+            // Claim the task; the queue entry will find it started.
+            Arc::clone(inner).run_task(&|| {});
+            if self.done() {
+                return Ok(());
+            }
+        }
+        // Only a wait without deadline can hang forever, so only such a
+        // wait is checked for cycles.
+        let _edge = match (deadline, me) {
             (None, Some(me)) => Some(task_context::enter_wait(me.task, inner.identity())?),
             _ => None,
         };

@@ -90,15 +90,11 @@ mod task_context;
 mod wait;
 mod waiter;
 
-#[cfg(not(concurrent_futures_loom))]
 mod async_wait;
-#[cfg(not(concurrent_futures_loom))]
 mod executor;
 #[cfg(feature = "progress")]
 pub mod progress;
-#[cfg(not(concurrent_futures_loom))]
 mod scope;
-#[cfg(not(concurrent_futures_loom))]
 mod thread_pool;
 
 pub use error::{
@@ -111,11 +107,7 @@ pub use wait::{
     wait_deadline, wait_timeout,
 };
 
-#[cfg(not(concurrent_futures_loom))]
 pub use async_wait::{Wait, WaitOwned};
-#[cfg(not(concurrent_futures_loom))]
 pub use executor::{Executor, Map, MapOptions, Shutdown};
-#[cfg(not(concurrent_futures_loom))]
 pub use scope::Scope;
-#[cfg(not(concurrent_futures_loom))]
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};

@@ -6,7 +6,6 @@
 
 #[cfg(not(concurrent_futures_loom))]
 mod imp {
-    pub(crate) use std::sync::Arc;
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
     pub(crate) use std::thread::{Thread, current};
 
@@ -47,7 +46,6 @@ mod imp {
 #[cfg(concurrent_futures_loom)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
-    pub(crate) use loom::sync::Arc;
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
     pub(crate) use loom::thread::{Thread, current};
 

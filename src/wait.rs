@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::future::{Future, deadline_after};
-use crate::sync::Arc;
 use crate::waiter::SetWaiter;
+use std::sync::Arc;
 
 /// When [`wait`] returns (Python's `return_when`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

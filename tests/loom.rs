@@ -1,0 +1,194 @@
+//! Model-checked interleavings of the future state machine and its waiters.
+//!
+//! Run with:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg concurrent_futures_loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test --release --test loom
+//! ```
+//!
+//! Under that cfg the crate's atomics, locks, cells and thread parking come
+//! from loom, which runs each test body under every interleaving (bounded
+//! by its preemption limit) and fails on a data race on the value slot, a
+//! deadlock, or a failed assertion. One test per named race.
+#![cfg(concurrent_futures_loom)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use concurrent_futures::{ALL_COMPLETED, Error, FIRST_COMPLETED, Future, as_completed, wait};
+use loom::thread;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(f);
+}
+
+// SPEC F2, F7: cancel racing the executor's start: exactly one wins.
+#[test]
+fn cancel_races_start_and_completion() {
+    model(|| {
+        let f: Future<u32> = Future::new();
+        let worker = {
+            let f = f.clone();
+            thread::spawn(move || match f.set_running_or_notify_cancel() {
+                Ok(true) => f.set_result(7).is_ok(),
+                Ok(false) => false,
+                Err(e) => panic!("unexpected {e}"),
+            })
+        };
+        let cancelled = f.cancel();
+        let completed = worker.join().unwrap();
+        assert!(cancelled != completed, "exactly one of cancel and run wins");
+        match f.result() {
+            Ok(v) => assert!(completed && *v == 7),
+            Err(Error::Cancelled) => assert!(cancelled),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    });
+}
+
+// SPEC F8: two completions race; one wins, the other gets its value back.
+#[test]
+fn set_result_races_set_result() {
+    model(|| {
+        let f: Future<u32> = Future::new();
+        let other = {
+            let f = f.clone();
+            thread::spawn(move || f.set_result(1).map_err(|e| e.into_value()))
+        };
+        let mine = f.set_result(2).map_err(|e| e.into_value());
+        let theirs = other.join().unwrap();
+        match (mine, theirs) {
+            (Ok(()), Err(1)) => assert_eq!(*f.result().unwrap(), 2),
+            (Err(2), Ok(())) => assert_eq!(*f.result().unwrap(), 1),
+            other => panic!("not exactly one winner: {other:?}"),
+        }
+    });
+}
+
+// SPEC F6: a callback registered while the future completes runs exactly
+// once, and sees the value.
+#[test]
+fn callback_registration_races_completion() {
+    model(|| {
+        let f: Future<u32> = Future::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let completer = {
+            let f = f.clone();
+            thread::spawn(move || f.set_result(5).unwrap())
+        };
+        let seen = Arc::clone(&calls);
+        f.add_done_callback(move |f| {
+            assert_eq!(*f.result().unwrap(), 5);
+            seen.fetch_add(1, SeqCst);
+        });
+        completer.join().unwrap();
+        assert_eq!(calls.load(SeqCst), 1);
+    });
+}
+
+// SPEC F4: a blocked `result` racing the completion is always woken.
+#[test]
+fn result_races_completion() {
+    model(|| {
+        let f: Future<u32> = Future::new();
+        let completer = {
+            let f = f.clone();
+            thread::spawn(move || f.set_result(3).unwrap())
+        };
+        assert_eq!(*f.result().unwrap(), 3);
+        completer.join().unwrap();
+    });
+}
+
+// SPEC F2, F4: a blocked `result` racing a cancel is woken with Cancelled.
+#[test]
+fn result_races_cancel() {
+    model(|| {
+        let f: Future<u32> = Future::new();
+        let canceller = {
+            let f = f.clone();
+            thread::spawn(move || assert!(f.cancel()))
+        };
+        assert!(matches!(f.result(), Err(Error::Cancelled)));
+        canceller.join().unwrap();
+    });
+}
+
+// SPEC W1: `wait(ALL_COMPLETED)` racing one completion and one cancel.
+#[test]
+fn wait_races_completion_and_cancel() {
+    model(|| {
+        let a: Future<u32> = Future::new();
+        let b: Future<u32> = Future::new();
+        let t1 = {
+            let a = a.clone();
+            thread::spawn(move || a.set_result(1).unwrap())
+        };
+        let t2 = {
+            let b = b.clone();
+            thread::spawn(move || assert!(b.cancel()))
+        };
+        let r = wait([&a, &b], ALL_COMPLETED);
+        assert_eq!(r.done.len(), 2);
+        assert!(r.not_done.is_empty());
+        t1.join().unwrap();
+        t2.join().unwrap();
+    });
+}
+
+// SPEC W1: `wait(FIRST_COMPLETED)` returns once one completes.
+#[test]
+fn wait_first_completed_races_completion() {
+    model(|| {
+        let a: Future<u32> = Future::new();
+        let b: Future<u32> = Future::new();
+        let t = {
+            let b = b.clone();
+            thread::spawn(move || b.set_result(2).unwrap())
+        };
+        let r = wait([&a, &b], FIRST_COMPLETED);
+        assert_eq!(r.done, vec![b.clone()]);
+        assert_eq!(r.not_done, vec![a.clone()]);
+        t.join().unwrap();
+    });
+}
+
+// SPEC W2: `as_completed` racing completions yields each future once.
+#[test]
+fn as_completed_races_completion() {
+    model(|| {
+        let a: Future<u32> = Future::new();
+        let b: Future<u32> = Future::new();
+        let t = {
+            let (a, b) = (a.clone(), b.clone());
+            thread::spawn(move || {
+                b.set_result(2).unwrap();
+                a.set_result(1).unwrap();
+            })
+        };
+        let mut sum = 0;
+        for f in as_completed([&a, &b]) {
+            sum += *f.result().unwrap();
+        }
+        assert_eq!(sum, 3);
+        t.join().unwrap();
+    });
+}
+
+// The last handle moving the value out never races a callback reading it.
+#[test]
+fn into_result_races_callbacks() {
+    model(|| {
+        let f: Future<u32> = Future::new();
+        f.add_done_callback(|f| assert_eq!(*f.result().unwrap(), 4));
+        let completer = {
+            let f = f.clone();
+            thread::spawn(move || f.set_result(4).unwrap())
+        };
+        assert_eq!(f.into_result().unwrap(), 4);
+        completer.join().unwrap();
+    });
+}

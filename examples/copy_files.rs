@@ -36,8 +36,7 @@ impl TempDir {
             .map_or(0, |d| d.subsec_nanos());
         let name = format!("concurrent-futures-copy-{}-{nanos}", std::process::id());
         let path = std::env::temp_dir().join(name);
-        fs::create_dir(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         TempDir(path)
     }
 

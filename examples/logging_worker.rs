@@ -49,6 +49,8 @@ const MAX_POLLS: usize = 50;
 /// The seed's log format: time, thread name and message.
 fn log(message: impl std::fmt::Display) {
     static START: OnceLock<Instant> = OnceLock::new();
+    // Held while reading the clock, so the lines come out in time order.
+    let _stdout = std::io::stdout().lock();
     let elapsed = START.get_or_init(Instant::now).elapsed();
     let current = thread::current();
     let name = current.name().unwrap_or("<unnamed>");
@@ -115,7 +117,10 @@ pub fn main() {
         })
         .collect();
     let all_done = poll_until_done(Some(&executor), &fs, false);
-    assert!(all_done, "the tasks did not finish within {MAX_POLLS} polls");
+    assert!(
+        all_done,
+        "the tasks did not finish within {MAX_POLLS} polls"
+    );
     executor.shutdown();
     log(format_args!("{executor:?}"));
 

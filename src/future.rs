@@ -951,3 +951,99 @@ impl<T> fmt::Debug for Future<T> {
         write!(f, "Future({:#x}, {:?})", self.id(), self.state())
     }
 }
+
+/// Unit tests of the unsafe slot protocol; they also run under Miri
+/// (`cargo +nightly miri test --lib miri_`).
+#[cfg(all(test, not(concurrent_futures_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    #[test]
+    fn miri_value_is_shared_then_moved_by_the_last_handle() {
+        // SPEC F4: many readers, then the last handle owns the value.
+        let f = Future::new();
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let f = f.clone();
+                std::thread::spawn(move || f.result().map(String::len))
+            })
+            .collect();
+        f.set_result(String::from("shared")).unwrap();
+        for r in readers {
+            assert_eq!(r.join().unwrap().unwrap(), 6);
+        }
+        match f.take_outcome() {
+            Ok(Ok(s)) => assert_eq!(s, "shared"),
+            other => panic!("the last handle must move the value: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn miri_a_shared_future_is_not_moved_out() {
+        let f = Future::new();
+        f.set_result(vec![1u8]).unwrap();
+        let other = f.clone();
+        let f = f.take_outcome().unwrap_err();
+        assert_eq!(*other.result().unwrap(), [1]);
+        assert_eq!(f.into_result().unwrap(), [1]);
+    }
+
+    #[test]
+    fn miri_task_runs_once_and_cancel_drops_it() {
+        // SPEC F1, F2: a task is either run or dropped unrun, never both.
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&ran);
+        let f: Future<u32> = Future::with_task(
+            1,
+            Box::new(move || {
+                counted.fetch_add(1, Relaxed);
+                Ok(3)
+            }),
+        );
+        let g: Future<u32> = Future::with_task(1, Box::new(|| Ok(4)));
+        assert!(g.cancel());
+        let job = f.job();
+        let runner = std::thread::spawn(move || job.run(&|| {}));
+        runner.join().unwrap();
+        g.job().run(&|| {});
+        assert_eq!(*f.result().unwrap(), 3);
+        assert_eq!(ran.load(Relaxed), 1);
+        assert!(matches!(g.result(), Err(Error::Cancelled)));
+    }
+
+    #[test]
+    fn miri_callbacks_see_the_value_while_the_last_handle_takes_it() {
+        let (tx, rx) = mpsc::channel();
+        let f = Future::new();
+        f.add_done_callback(move |f| tx.send(f.result().cloned()).unwrap());
+        let completer = {
+            let f = f.clone();
+            std::thread::spawn(move || f.set_result(String::from("v")).unwrap())
+        };
+        assert_eq!(f.into_result().unwrap(), "v");
+        completer.join().unwrap();
+        assert_eq!(rx.recv().unwrap().unwrap(), "v");
+    }
+
+    #[test]
+    fn miri_set_result_replaces_an_unstarted_task() {
+        // SPEC F8 on a pool future that never started: the task is dropped.
+        let f: Future<u8> = Future::with_task(1, Box::new(|| Ok(1)));
+        f.set_result(2).unwrap();
+        f.job().run(&|| {});
+        assert_eq!(*f.result().unwrap(), 2);
+    }
+
+    #[test]
+    fn state_byte_keeps_the_entries_flag_out_of_done_states() {
+        let f: Future<()> = Future::new();
+        let waiter = Arc::new(SetWaiter::new());
+        assert!(f.register_set(&waiter, 0));
+        assert_ne!(f.inner.state.load(Acquire) & HAS_ENTRIES, 0);
+        f.set_result(()).unwrap();
+        assert_eq!(f.inner.state.load(Acquire), FINISHED);
+        assert!(!f.register_set(&waiter, 0));
+    }
+}

@@ -1,0 +1,85 @@
+//! Every thread-pool example of the seeds, one after the other:
+//! `cargo run --example tour`.
+//!
+//! Each example is also a program of its own (`cargo run --example
+//! load_urls`, ...); this one includes their files as modules and calls
+//! their `main` functions, so the tour always shows exactly what they do.
+//!
+//! What to observe: a header per example naming the seed it reproduces,
+//! then that example's output; the whole tour takes a second or two,
+//! because the seeds' sleeps of several seconds are scaled down to tens of
+//! milliseconds.
+
+use std::time::Instant;
+
+#[path = "copy_files.rs"]
+mod copy_files;
+#[path = "deadlocks.rs"]
+mod deadlocks;
+#[path = "download_many.rs"]
+mod download_many;
+#[path = "load_urls.rs"]
+mod load_urls;
+#[path = "logging_worker.rs"]
+mod logging_worker;
+#[path = "pow_submit.rs"]
+mod pow_submit;
+#[path = "return_after.rs"]
+mod return_after;
+#[path = "wait_return_when.rs"]
+mod wait_return_when;
+
+/// Name, what it reproduces, and how to run it.
+const EXAMPLES: [(&str, &str, fn()); 8] = [
+    (
+        "pow_submit",
+        "seeds 000/001: submit(pow, 323, 1235) and result()",
+        pow_submit::main,
+    ),
+    (
+        "load_urls",
+        "seeds 000/001/004: load URLs with as_completed",
+        load_urls::main,
+    ),
+    (
+        "logging_worker",
+        "seed 002: workers that log, polling done(), shutdown() and `with`",
+        logging_worker::main,
+    ),
+    (
+        "copy_files",
+        "seed 001: shutil.copy in a `with` block",
+        copy_files::main,
+    ),
+    (
+        "download_many",
+        "seed 003: download_many with map, then with as_completed",
+        download_many::main,
+    ),
+    (
+        "return_after",
+        "seed 004: done() before and after, as_completed() and wait()",
+        return_after::main,
+    ),
+    (
+        "wait_return_when",
+        "seeds 001/004: wait() with each return_when",
+        wait_return_when::main,
+    ),
+    (
+        "deadlocks",
+        "seed 001: the two ThreadPoolExecutor deadlocks, resolved",
+        deadlocks::main,
+    ),
+];
+
+fn main() {
+    let tour = Instant::now();
+    for (name, about, run) in EXAMPLES {
+        println!("\n=== {name}: {about} ===");
+        let start = Instant::now();
+        run();
+        println!("=== {name} took {:.0?} ===", start.elapsed());
+    }
+    println!("\nthe tour took {:.2?}", tour.elapsed());
+}

@@ -111,3 +111,8 @@ pub use async_wait::{Wait, WaitOwned};
 pub use executor::{Executor, Map, MapOptions, Shutdown};
 pub use scope::Scope;
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
+
+/// The README's quick start, compiled and run as a doctest so it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -28,6 +28,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -63,6 +64,7 @@ fn load_url(url: &str, timeout: Duration) -> Result<Vec<u8>, ureq::Error> {
 struct Server {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
     accept: JoinHandle<Vec<JoinHandle<()>>>,
 }
 
@@ -75,20 +77,28 @@ impl Server {
             .server_addr()
             .to_ip()
             .expect("a server bound to 127.0.0.1 has an IP address");
+        let stopping = Arc::new(AtomicBool::new(false));
         let accept = {
-            let server = Arc::clone(&server);
+            let (server, stopping) = (Arc::clone(&server), Arc::clone(&stopping));
             thread::spawn(move || {
-                // One thread per request, so a slow site does not hold up
-                // the others, as with real servers.
-                server
-                    .incoming_requests()
-                    .map(|request| thread::spawn(move || answer(request)))
-                    .collect()
+                let mut answers = Vec::new();
+                loop {
+                    match server.recv() {
+                        // One thread per request, so a slow site does not
+                        // hold up the others, as with real servers.
+                        Ok(request) => answers.push(thread::spawn(move || answer(request))),
+                        // `recv` fails both when `stop` unblocks it and on
+                        // a failed accept; only the first ends the server.
+                        Err(_) if stopping.load(Ordering::Acquire) => break answers,
+                        Err(e) => eprintln!("local HTTP server: {e}"),
+                    }
+                }
             })
         };
         Server {
             server,
             addr,
+            stopping,
             accept,
         }
     }
@@ -99,6 +109,7 @@ impl Server {
 
     /// Stops accepting, then waits for every answer to be sent.
     fn stop(self) {
+        self.stopping.store(true, Ordering::Release);
         self.server.unblock();
         let answers = self.accept.join().expect("the accept loop does not panic");
         for answer in answers {

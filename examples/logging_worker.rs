@@ -46,7 +46,7 @@ const POLL: Duration = Duration::from_millis(40);
 /// badly wrong.
 const MAX_POLLS: usize = 50;
 
-/// The seed's log format: time, thread name and message.
+/// The seed's log format: time, process and thread, message.
 fn log(message: impl std::fmt::Display) {
     static START: OnceLock<Instant> = OnceLock::new();
     // Held while reading the clock, so the lines come out in time order.

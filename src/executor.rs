@@ -51,11 +51,11 @@ pub trait Executor {
     /// Runs `f` over `items` concurrently; results come back in input order
     /// (SPEC E2). All items are submitted at once; see
     /// [`map_with`](Self::map_with) for `timeout` and `buffersize`.
-    fn map<F, I, T>(&self, f: F, items: I) -> Map<'_, T>
+    fn map<'a, F, I, T>(&'a self, f: F, items: I) -> Map<'a, T>
     where
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         I: IntoIterator,
-        I::IntoIter: 'static,
+        I::IntoIter: 'a,
         I::Item: Send + 'static,
         T: Send + Sync + 'static,
         Self: Sized,
@@ -64,11 +64,11 @@ pub trait Executor {
     }
 
     /// [`map`](Self::map) with Python's keyword options.
-    fn map_with<F, I, T>(&self, f: F, items: I, options: MapOptions) -> Map<'_, T>
+    fn map_with<'a, F, I, T>(&'a self, f: F, items: I, options: MapOptions) -> Map<'a, T>
     where
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         I: IntoIterator,
-        I::IntoIter: 'static,
+        I::IntoIter: 'a,
         I::Item: Send + 'static,
         T: Send + Sync + 'static,
         Self: Sized,

@@ -231,6 +231,28 @@ impl ThreadPoolExecutor {
     /// let f = pool.submit(|| 2 + 2).unwrap();
     /// assert_eq!(*f.result().unwrap(), 4);
     /// ```
+    ///
+    /// The task runs on another thread, so what it captures must be `Send`:
+    ///
+    /// ```compile_fail
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// use std::rc::Rc;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1).unwrap();
+    /// let shared = Rc::new(1);
+    /// pool.submit(move || *shared + 1).unwrap();
+    /// ```
+    ///
+    /// and it may outlive the caller's stack frame, so it may not borrow
+    /// from it (use [`scope`](Self::scope) for that):
+    ///
+    /// ```compile_fail
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1).unwrap();
+    /// let local = vec![1, 2, 3];
+    /// pool.submit(|| local.len()).unwrap();
+    /// ```
     pub fn submit<F, T>(&self, task: F) -> Result<Future<T>, SubmitError<F>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -353,11 +375,11 @@ impl ThreadPoolExecutor {
     ///     .unwrap();
     /// assert_eq!(lens, [1, 2, 3]);
     /// ```
-    pub fn map<F, I, T>(&self, f: F, items: I) -> Map<'_, T>
+    pub fn map<'a, F, I, T>(&'a self, f: F, items: I) -> Map<'a, T>
     where
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         I: IntoIterator,
-        I::IntoIter: 'static,
+        I::IntoIter: 'a,
         I::Item: Send + 'static,
         T: Send + Sync + 'static,
     {
@@ -381,11 +403,11 @@ impl ThreadPoolExecutor {
     ///     .collect();
     /// assert_eq!(first, [1, 2, 3]);
     /// ```
-    pub fn map_with<F, I, T>(&self, f: F, items: I, options: MapOptions) -> Map<'_, T>
+    pub fn map_with<'a, F, I, T>(&'a self, f: F, items: I, options: MapOptions) -> Map<'a, T>
     where
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         I: IntoIterator,
-        I::IntoIter: 'static,
+        I::IntoIter: 'a,
         I::Item: Send + 'static,
         T: Send + Sync + 'static,
     {

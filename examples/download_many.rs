@@ -57,7 +57,7 @@ fn download_one(cc: &'static str) -> &'static str {
 fn download_many_map(cc_list: &[&'static str]) -> usize {
     let executor = ThreadPoolExecutor::new(5).expect("five workers is a valid pool size");
     let res: Vec<&str> = executor
-        .map(download_one, cc_list.to_vec())
+        .map(download_one, cc_list.iter().copied())
         .collect::<Result<_, _>>()
         .expect("download_one neither panics nor gets cancelled");
     println!("map results, in input order: {}", res.join(" "));

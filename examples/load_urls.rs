@@ -156,7 +156,6 @@ pub fn main() {
         let executor = ThreadPoolExecutor::new(5).expect("five workers is a valid pool size");
         // Clippy sees the future's atomics and fears a key whose hash can
         // change; a future hashes by identity, which never changes.
-        #[allow(clippy::mutable_key_type, reason = "futures hash by identity")]
         let future_to_url: HashMap<_, _> = urls
             .iter()
             .map(|url| {

@@ -135,7 +135,10 @@ unsafe impl<T: Send> Send for Inner<T> {}
 ///
 /// Cloning is cheap and every clone sees the same outcome. Futures compare
 /// and hash by identity, so they can key a map, as in the seed's
-/// `future_to_url` dictionary.
+/// `future_to_url` dictionary. (Clippy's `mutable_key_type` lint cannot see
+/// that the hash ignores the future's state; add
+/// `ignore-interior-mutability = ["concurrent_futures::Future"]` to your
+/// `clippy.toml`, as this repository does.)
 ///
 /// # Examples
 ///
@@ -718,6 +721,34 @@ impl<T> Future<T> {
             Ok(outcome) => outcome,
             Err(shared) => shared.outcome().cloned(),
         }
+    }
+
+    /// Waits for the call, then moves its outcome out if this is the last
+    /// handle; otherwise gives the handle back. Unlike
+    /// [`into_result`](Self::into_result) it needs no `T: Clone`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::Future;
+    ///
+    /// struct NotClone(u8);
+    /// let f = Future::new();
+    /// f.set_result(NotClone(1)).unwrap();
+    /// let other = f.clone();
+    /// let f = f.try_into_result().unwrap_err(); // `other` still shares it
+    /// drop(other);
+    /// assert_eq!(f.try_into_result().ok().unwrap().unwrap().0, 1);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The handle back, when other handles exist.
+    pub fn try_into_result(self) -> Result<Result<T, Error>, Self> {
+        if let Err(e) = self.wait_done(None) {
+            return Ok(Err(e));
+        }
+        self.take_outcome()
     }
 
     /// Moves the outcome out of a done future if this is the last handle.

@@ -196,8 +196,10 @@ mod tests {
         let label = String::from("sum");
         let sum = pool.scope(|s| {
             let (a, b) = data.split_at_mut(2);
-            s.submit(move || a.iter_mut().for_each(|x| *x *= 2)).unwrap();
-            s.submit(move || b.iter_mut().for_each(|x| *x += 1)).unwrap();
+            s.submit(move || a.iter_mut().for_each(|x| *x *= 2))
+                .unwrap();
+            s.submit(move || b.iter_mut().for_each(|x| *x += 1))
+                .unwrap();
             *s.submit(|| label.len()).unwrap().result().unwrap()
         });
         assert_eq!(sum, 3);

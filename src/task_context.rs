@@ -120,7 +120,12 @@ mod tests {
         drop(b);
         let c = enter_wait(0x20, 0x30).unwrap();
         drop((a, c));
-        assert!(WAITS_FOR.lock().iter().all(|&(w, _)| w < 0x10 || w > 0x30));
+        assert!(
+            WAITS_FOR
+                .lock()
+                .iter()
+                .all(|&(w, _)| !(0x10..=0x30).contains(&w))
+        );
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub enum Error {
     /// Waiting would never end: the caller is a running task and the future
     /// it waits on is (transitively) waiting on the caller (SPEC B7).
     Deadlock,
+    /// The worker process running the task died; the pool heals itself
+    /// (SPEC B3). Without self-healing a death breaks the pool instead.
+    WorkerDied(WorkerDeath),
 }
 
 impl Error {
@@ -83,6 +86,7 @@ impl fmt::Display for Error {
             Error::Deadlock => f.write_str(
                 "deadlock: the awaited future is running and (transitively) waiting on the caller",
             ),
+            Error::WorkerDied(d) => d.fmt(f),
         }
     }
 }
@@ -92,6 +96,7 @@ impl std::error::Error for Error {
         match self {
             Error::Failed(e) => Some(e),
             Error::Broken(e) => Some(e),
+            Error::WorkerDied(e) => Some(e),
             _ => None,
         }
     }
@@ -124,6 +129,13 @@ pub struct TaskError {
 enum Repr {
     Panic(String),
     Error(Box<dyn std::error::Error + Send + Sync>),
+    /// A failure inside a worker process, carried back as text.
+    Remote {
+        panicked: bool,
+        message: String,
+        backtrace: Option<String>,
+        pid: u32,
+    },
 }
 
 impl TaskError {
@@ -144,24 +156,67 @@ impl TaskError {
         }
     }
 
-    /// True when the task panicked.
+    /// A failure that happened in worker process `pid` (SPEC F10).
+    pub(crate) fn remote(
+        panicked: bool,
+        message: String,
+        backtrace: Option<String>,
+        pid: u32,
+    ) -> Self {
+        TaskError {
+            repr: Arc::new(Repr::Remote {
+                panicked,
+                message,
+                backtrace,
+                pid,
+            }),
+        }
+    }
+
+    /// True when the task panicked, here or in a worker process.
     pub fn is_panic(&self) -> bool {
-        matches!(*self.repr, Repr::Panic(_))
+        matches!(
+            *self.repr,
+            Repr::Panic(_) | Repr::Remote { panicked: true, .. }
+        )
     }
 
     /// The panic message, when the task panicked.
     pub fn panic_message(&self) -> Option<&str> {
         match &*self.repr {
             Repr::Panic(m) => Some(m),
-            Repr::Error(_) => None,
+            Repr::Remote {
+                panicked: true,
+                message,
+                ..
+            } => Some(message),
+            _ => None,
         }
     }
 
-    /// The task's error value, when it is an `E`.
+    /// The task's error value, when it is an `E`. Failures in worker
+    /// processes arrive as text and are never an `E`.
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         match &*self.repr {
             Repr::Error(e) => e.downcast_ref(),
-            Repr::Panic(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The backtrace captured in the worker process where the task failed
+    /// (SPEC F10).
+    pub fn remote_backtrace(&self) -> Option<&str> {
+        match &*self.repr {
+            Repr::Remote { backtrace, .. } => backtrace.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The worker process the failure happened in, if it was remote.
+    pub fn remote_pid(&self) -> Option<u32> {
+        match &*self.repr {
+            Repr::Remote { pid, .. } => Some(*pid),
+            _ => None,
         }
     }
 }
@@ -182,6 +237,17 @@ impl fmt::Debug for TaskError {
         match &*self.repr {
             Repr::Panic(m) => f.debug_tuple("Panic").field(m).finish(),
             Repr::Error(e) => f.debug_tuple("Error").field(e).finish(),
+            Repr::Remote {
+                panicked,
+                message,
+                pid,
+                ..
+            } => f
+                .debug_struct("Remote")
+                .field("panicked", panicked)
+                .field("message", message)
+                .field("pid", pid)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -191,6 +257,13 @@ impl fmt::Display for TaskError {
         match &*self.repr {
             Repr::Panic(m) => write!(f, "panicked: {m}"),
             Repr::Error(e) => e.fmt(f),
+            Repr::Remote {
+                panicked: true,
+                message,
+                pid,
+                ..
+            } => write!(f, "panicked in worker process {pid}: {message}"),
+            Repr::Remote { message, pid, .. } => write!(f, "in worker process {pid}: {message}"),
         }
     }
 }
@@ -199,10 +272,85 @@ impl std::error::Error for TaskError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &*self.repr {
             Repr::Error(e) => Some(e.as_ref()),
-            Repr::Panic(_) => None,
+            _ => None,
         }
     }
 }
+
+/// How a worker process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExitCause {
+    /// Killed by this signal number (9 for `SIGKILL`, 11 for `SIGSEGV`...).
+    Signal(i32),
+    /// Exited with this status code.
+    Code(i32),
+}
+
+/// A worker process died while it ran a task (SPEC B3, P6).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{ExitCause, WorkerDeath};
+///
+/// let death = WorkerDeath::new(42, ExitCause::Signal(9));
+/// assert_eq!(death.to_string(), "worker died: killed by signal 9 (SIGKILL), pid 42");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WorkerDeath {
+    pid: u32,
+    cause: ExitCause,
+}
+
+impl WorkerDeath {
+    /// Worker `pid` ended with `cause`.
+    pub fn new(pid: u32, cause: ExitCause) -> Self {
+        WorkerDeath { pid, cause }
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// How it ended.
+    pub fn cause(&self) -> ExitCause {
+        self.cause
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+impl fmt::Display for WorkerDeath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.cause {
+            ExitCause::Signal(s) => write!(
+                f,
+                "worker died: killed by signal {s} ({}), pid {}",
+                signal_name(s),
+                self.pid
+            ),
+            ExitCause::Code(c) => write!(f, "worker died: exited with code {c}, pid {}", self.pid),
+        }
+    }
+}
+
+impl std::error::Error for WorkerDeath {}
 
 /// Which kind of executor broke (Python's subclasses of `BrokenExecutor`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -395,12 +543,30 @@ impl<T> std::error::Error for InvalidStateError<T> {}
 pub enum BuildError {
     /// `max_workers` was 0; an executor needs at least one worker.
     ZeroWorkers,
+    /// `max_tasks_per_child` was 0; a worker must run at least one task.
+    ZeroTasksPerChild,
+    /// The process pool initializer's argument could not be serialized.
+    InitializerArgument(String),
+    /// A process pool was created inside a worker process whose entry did
+    /// not run (see `process::run_worker_if_child`); refusing it prevents
+    /// a fork bomb.
+    WorkerEntryNotRun,
 }
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::ZeroWorkers => f.write_str("max_workers must be greater than 0"),
+            BuildError::ZeroTasksPerChild => {
+                f.write_str("max_tasks_per_child must be greater than 0")
+            }
+            BuildError::InitializerArgument(e) => {
+                write!(f, "could not serialize the initializer's argument: {e}")
+            }
+            BuildError::WorkerEntryNotRun => f.write_str(
+                "this process was started as a pool worker but its entry did not run; call \
+                 concurrent_futures::process::run_worker_if_child() at the top of main",
+            ),
         }
     }
 }

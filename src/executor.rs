@@ -280,11 +280,13 @@ impl<T> Iterator for Map<'_, T> {
             self.cancel_rest();
             return Some(Err(e));
         }
-        Some(match future.take_outcome() {
-            Ok(outcome) => outcome,
-            // The map never shares its futures, so its handle is the last.
-            Err(shared) => Err(shared.result().err().unwrap_or(Error::Cancelled)),
-        })
+        // The map never shares its futures and executors complete them
+        // through non-handle references, so this handle is the last one.
+        Some(future.take_outcome().unwrap_or_else(|_| {
+            Err(Error::Failed(crate::error::TaskError::new(
+                "internal error: a map result was shared",
+            )))
+        }))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -825,24 +825,7 @@ impl<T> Future<T> {
     /// assert!(f.set_running_or_notify_cancel().is_err());
     /// ```
     pub fn set_running_or_notify_cancel(&self) -> Result<bool, InvalidStateError> {
-        let inner = &self.inner;
-        loop {
-            match inner.try_move(|p| p == PENDING, RUNNING) {
-                Ok(()) => return Ok(true),
-                Err(CANCELLED) => {
-                    if inner
-                        .try_move(|p| p == CANCELLED, CANCELLED_NOTIFIED)
-                        .is_ok()
-                    {
-                        return Ok(false);
-                    }
-                    // Someone else acknowledged it first: report that.
-                }
-                Err(phase) => {
-                    return Err(InvalidStateError::new(State::from_phase(phase), ()));
-                }
-            }
-        }
+        set_running_or_notify_cancel(&self.inner)
     }
 
     /// Completes the future with `value` and wakes everything waiting
@@ -891,16 +874,7 @@ impl<T> Future<T> {
         given: V,
         outcome: impl FnOnce(V) -> Result<T, Error>,
     ) -> Result<(), InvalidStateError<V>> {
-        match self
-            .inner
-            .try_move(|p| p == PENDING || p == RUNNING, COMPLETING)
-        {
-            Ok(()) => {
-                self.inner.publish(outcome(given));
-                Ok(())
-            }
-            Err(phase) => Err(InvalidStateError::new(State::from_phase(phase), given)),
-        }
+        complete(&self.inner, given, outcome)
     }
 
     /// Completes the future with an executor's failure (broken, shut down).
@@ -931,6 +905,79 @@ impl<T> Future<T> {
     /// Identity, for deduplication.
     pub(crate) fn id(&self) -> usize {
         self.inner.identity()
+    }
+}
+
+fn set_running_or_notify_cancel<T>(inner: &Inner<T>) -> Result<bool, InvalidStateError> {
+    loop {
+        match inner.try_move(|p| p == PENDING, RUNNING) {
+            Ok(()) => return Ok(true),
+            Err(CANCELLED) => {
+                if inner
+                    .try_move(|p| p == CANCELLED, CANCELLED_NOTIFIED)
+                    .is_ok()
+                {
+                    return Ok(false);
+                }
+                // Someone else acknowledged it first: report that.
+            }
+            Err(phase) => {
+                return Err(InvalidStateError::new(State::from_phase(phase), ()));
+            }
+        }
+    }
+}
+
+fn complete<T, V>(
+    inner: &Arc<Inner<T>>,
+    given: V,
+    outcome: impl FnOnce(V) -> Result<T, Error>,
+) -> Result<(), InvalidStateError<V>> {
+    match inner.try_move(|p| p == PENDING || p == RUNNING, COMPLETING) {
+        Ok(()) => {
+            inner.publish(outcome(given));
+            Ok(())
+        }
+        Err(phase) => Err(InvalidStateError::new(State::from_phase(phase), given)),
+    }
+}
+
+/// The completing side of a future, for executors that complete futures
+/// from elsewhere (the process pool's reader threads).
+///
+/// Not a handle: it never reads the value, so it does not keep the last
+/// handle from moving the value out (`take_outcome`), which is how `map`
+/// hands out results without `T: Clone`.
+pub(crate) struct Promise<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Promise<T> {
+    /// SPEC F7: true when it moved to running, false when cancelled.
+    pub(crate) fn start(&self) -> bool {
+        matches!(set_running_or_notify_cancel(&self.inner), Ok(true))
+    }
+
+    /// Completes with `outcome`; false when already done.
+    pub(crate) fn complete(&self, outcome: Result<T, Error>) -> bool {
+        complete(&self.inner, outcome, |o| o).is_ok()
+    }
+
+    pub(crate) fn cancel(&self) -> bool {
+        Future::cancel_inner(&self.inner)
+    }
+
+    pub(crate) fn id(&self) -> usize {
+        self.inner.identity()
+    }
+}
+
+impl<T> Future<T> {
+    /// The completing side of this future.
+    pub(crate) fn promise(&self) -> Promise<T> {
+        Promise {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 

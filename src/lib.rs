@@ -92,15 +92,20 @@ mod waiter;
 
 mod async_wait;
 mod executor;
+#[cfg(target_os = "linux")]
+pub mod process;
 #[cfg(feature = "progress")]
 pub mod progress;
 mod scope;
 mod thread_pool;
 
 pub use error::{
-    BrokenExecutor, BrokenKind, BuildError, Error, InvalidStateError, SubmitError, TaskError,
+    BrokenExecutor, BrokenKind, BuildError, Error, ExitCause, InvalidStateError, SubmitError,
+    TaskError, WorkerDeath,
 };
 pub use future::{Future, State};
+#[cfg(target_os = "linux")]
+pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, StartMethod};
 pub use wait::{
     ALL_COMPLETED, AsCompleted, AsCompletedTimeout, DoneAndNotDone, FIRST_COMPLETED,
     FIRST_EXCEPTION, ReturnWhen, as_completed, as_completed_deadline, as_completed_timeout, wait,

@@ -1,0 +1,664 @@
+//! The engine: dispatch, the worker table, and what happens when a worker
+//! ends. It moves opaque payloads and knows calls only as [`Sink`]s, so a
+//! different codec (pickle for a Python binding) or transport (MPI ranks)
+//! can reuse it unchanged.
+//!
+//! Threads per pool: one *supervisor*, which starts every worker (so that
+//! `PR_SET_PDEATHSIG` ties workers to a thread that lives as long as they
+//! do) and enforces deadlines; and one *reader* per worker, which reads its
+//! answers, completes futures, hands the worker its next call, and reaps it
+//! when its pipe ends. Submitting writes straight to an idle worker's pipe:
+//! a round trip crosses no thread but the reader.
+//!
+//! Every worker end goes through [`Engine::on_exit`], which decides from
+//! the reason recorded before the kill (timeout, cancel, retirement,
+//! shutdown, terminate) or, with none recorded, treats it as a crash:
+//! broken pool by default (SPEC P6), the one call failed and a replacement
+//! started with self-healing (SPEC B3).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::process::Child;
+use std::sync::{Arc, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::{Condvar, Mutex};
+use rustix::process::Signal;
+
+use super::call::{self, EncodedCall, Sink};
+use super::transport::{self, Spawned};
+use super::wire::{FromWorker, RemoteFailure, ToWorker, read_frame, write_frame};
+use crate::error::{BrokenExecutor, BrokenKind, Error, ExitCause, WorkerDeath};
+
+/// How long a started worker may take to report ready. Generous, since a
+/// loaded machine can be slow to exec; a worker that never reports (its
+/// entry was not linked and it runs `main` instead) fails the pool after
+/// this long rather than hanging it.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the engine is configured with.
+pub(crate) struct EngineConfig {
+    pub(crate) max_workers: usize,
+    pub(crate) max_tasks_per_child: Option<usize>,
+    pub(crate) self_healing: bool,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) initializer: Option<EncodedCall>,
+}
+
+/// A call waiting for a worker.
+pub(crate) struct Job {
+    pub(crate) call: EncodedCall,
+    pub(crate) sink: Box<dyn Sink>,
+}
+
+pub(crate) struct Engine {
+    config: EngineConfig,
+    state: Mutex<State>,
+    /// Signalled whenever a worker is removed from the table.
+    worker_gone: Condvar,
+    supervisor: Sender<Request>,
+}
+
+enum Request {
+    Spawn,
+    /// A deadline was set; recompute when to wake.
+    Wake,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Job>,
+    workers: Vec<Worker>,
+    /// Spawns requested and not yet in `workers`.
+    starting: usize,
+    broken: Option<BrokenExecutor>,
+    shut_down: bool,
+    next_worker: u64,
+    next_call: u64,
+}
+
+struct Worker {
+    id: u64,
+    pid: u32,
+    pidfd: Arc<OwnedFd>,
+    /// `None` once told to exit (its input closed).
+    writer: Option<Arc<Mutex<File>>>,
+    started: Instant,
+    ready: bool,
+    running: Option<Running>,
+    tasks_done: usize,
+    /// Why we ended it, set before the kill or close; `None` = a crash.
+    stop: Option<Stop>,
+}
+
+struct Running {
+    call_id: u64,
+    sink: Box<dyn Sink>,
+    deadline: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Over the per-task timeout (SPEC B1).
+    Timeout,
+    /// Its running call was cancelled (SPEC B2).
+    Cancelled,
+    /// `max_tasks_per_child` reached (SPEC P7).
+    Retired,
+    /// Shutdown: no more work.
+    ShutDown,
+    /// `terminate_workers` / `kill_workers` (SPEC P9).
+    Terminated,
+    /// Never reported ready.
+    NeverReady,
+}
+
+/// A frame to write after the state lock is released.
+struct Outgoing {
+    writer: Arc<Mutex<File>>,
+    message: ToWorker,
+    payload: Vec<u8>,
+}
+
+/// Futures to settle after the state lock is released: settling runs
+/// callbacks, which are user code.
+#[derive(Default)]
+struct Settle {
+    failed: Vec<(Box<dyn Sink>, Error)>,
+    cancelled: Vec<Box<dyn Sink>>,
+    sends: Vec<Outgoing>,
+}
+
+impl Settle {
+    fn run(self) {
+        for send in self.sends {
+            let mut file = send.writer.lock();
+            // A write to a dead worker fails; its reader reports the death.
+            let _ =
+                write_frame(&mut *file, &send.message, &send.payload).and_then(|()| file.flush());
+        }
+        for (sink, error) in self.failed {
+            sink.fail(error);
+        }
+        for sink in self.cancelled {
+            sink.cancel();
+        }
+    }
+}
+
+impl Worker {
+    fn idle(&self) -> bool {
+        self.running.is_none() && self.stop.is_none() && self.writer.is_some()
+    }
+
+    /// Ends the worker for `reason`: recorded first, so `on_exit` knows.
+    fn kill(&mut self, reason: Stop, signal: Signal) {
+        if self.stop.is_none() {
+            self.stop = Some(reason);
+        }
+        transport::signal(&self.pidfd, signal);
+    }
+}
+
+impl Engine {
+    pub(crate) fn start(config: EngineConfig) -> Arc<Engine> {
+        let (supervisor, requests) = crossbeam_channel::unbounded();
+        let engine = Arc::new(Engine {
+            config,
+            state: Mutex::new(State::default()),
+            worker_gone: Condvar::new(),
+            supervisor,
+        });
+        let weak = Arc::downgrade(&engine);
+        // Without the supervisor no worker can start: a pool that cannot
+        // start one is broken from the first submit (see `spawn_worker`).
+        let started = thread::Builder::new()
+            .name("process-pool-supervisor".into())
+            .spawn(move || supervise(weak, requests));
+        if let Err(e) = started {
+            engine.state.lock().broken = Some(BrokenExecutor::new(
+                BrokenKind::ProcessPool,
+                format!("could not start the pool's supervisor thread: {e}"),
+            ));
+        }
+        engine
+    }
+
+    pub(crate) fn max_workers(&self) -> usize {
+        self.config.max_workers
+    }
+
+    /// Queues a call and hands it to an idle worker if there is one.
+    ///
+    /// # Errors
+    ///
+    /// The job back with [`Error::ShutDown`] or [`Error::Broken`].
+    pub(crate) fn submit(&self, job: Job) -> Result<(), (Job, Error)> {
+        let settle = {
+            let mut state = self.state.lock();
+            if let Some(b) = &state.broken {
+                return Err((job, Error::Broken(b.clone())));
+            }
+            if state.shut_down {
+                return Err((job, Error::ShutDown));
+            }
+            state.queue.push_back(job);
+            self.dispatch(&mut state)
+        };
+        settle.run();
+        Ok(())
+    }
+
+    /// Pairs idle workers with queued calls, tells idle workers to exit once
+    /// shut down with nothing left, and asks for workers that are missing.
+    fn dispatch(&self, state: &mut State) -> Settle {
+        let mut settle = Settle::default();
+        while !state.queue.is_empty() {
+            let Some(worker) = state.workers.iter_mut().find(|w| w.idle()) else {
+                break;
+            };
+            let Some(job) = state.queue.pop_front() else {
+                break;
+            };
+            if !job.sink.start() {
+                continue; // Cancelled while queued.
+            }
+            let call_id = state.next_call;
+            state.next_call += 1;
+            let deadline = self
+                .config
+                .task_timeout
+                .and_then(|t| Instant::now().checked_add(t));
+            worker.running = Some(Running {
+                call_id,
+                sink: job.sink,
+                deadline,
+            });
+            if let Some(writer) = &worker.writer {
+                settle.sends.push(Outgoing {
+                    writer: Arc::clone(writer),
+                    message: ToWorker::Call {
+                        id: call_id,
+                        trampoline: job.call.trampoline,
+                        func: job.call.func,
+                    },
+                    payload: job.call.payload,
+                });
+            }
+            if deadline.is_some() {
+                let _ = self.supervisor.send(Request::Wake);
+            }
+        }
+        if state.shut_down && state.queue.is_empty() {
+            for worker in state.workers.iter_mut().filter(|w| w.idle()) {
+                // Closing its input ends the worker's loop.
+                worker.stop = Some(Stop::ShutDown);
+                worker.writer = None;
+            }
+        }
+        let live = state.workers.iter().filter(|w| w.stop.is_none()).count() + state.starting;
+        let idle = state.workers.iter().filter(|w| w.idle()).count();
+        let wanted = state
+            .queue
+            .len()
+            .saturating_sub(idle + state.starting)
+            .min(self.config.max_workers.saturating_sub(live));
+        if state.broken.is_none() {
+            for _ in 0..wanted {
+                state.starting += 1;
+                let _ = self.supervisor.send(Request::Spawn);
+            }
+        }
+        settle
+    }
+
+    /// Marks the pool broken: every queued and running call fails with
+    /// `reason`, every worker is killed.
+    fn break_pool(state: &mut State, reason: String, settle: &mut Settle) {
+        let broken = state
+            .broken
+            .get_or_insert_with(|| BrokenExecutor::new(BrokenKind::ProcessPool, reason))
+            .clone();
+        for job in state.queue.drain(..) {
+            settle
+                .failed
+                .push((job.sink, Error::Broken(broken.clone())));
+        }
+        for worker in &mut state.workers {
+            if let Some(running) = worker.running.take() {
+                settle
+                    .failed
+                    .push((running.sink, Error::Broken(broken.clone())));
+            }
+            worker.writer = None;
+            worker.kill(Stop::Terminated, Signal::KILL);
+        }
+    }
+
+    /// Fails the call a dead worker was running with the pool's breakage.
+    fn fail_with_broken(state: &State, running: Option<Running>, settle: &mut Settle) {
+        if let (Some(r), Some(broken)) = (running, &state.broken) {
+            settle.failed.push((r.sink, Error::Broken(broken.clone())));
+        }
+    }
+
+    fn on_ready(&self, worker_id: u64, image_check: isize) {
+        let settle = {
+            let mut state = self.state.lock();
+            let mut settle = Settle::default();
+            if image_check != call::image_check() {
+                let reason = "a worker process runs a different executable image".to_owned();
+                Engine::break_pool(&mut state, reason, &mut settle);
+            } else if let Some(w) = state.workers.iter_mut().find(|w| w.id == worker_id) {
+                w.ready = true;
+            }
+            settle
+        };
+        settle.run();
+    }
+
+    fn on_init_failed(&self, message: String) {
+        let settle = {
+            let mut state = self.state.lock();
+            let mut settle = Settle::default();
+            let reason = format!(
+                "a process initializer failed, the process pool is not usable anymore: {message}"
+            );
+            Engine::break_pool(&mut state, reason, &mut settle);
+            settle
+        };
+        settle.run();
+    }
+
+    fn on_done(
+        &self,
+        worker_id: u64,
+        pid: u32,
+        call_id: u64,
+        outcome: Result<Vec<u8>, RemoteFailure>,
+    ) {
+        let (sink, settle) = {
+            let mut state = self.state.lock();
+            let Some(worker) = state.workers.iter_mut().find(|w| w.id == worker_id) else {
+                return;
+            };
+            let sink = match worker.running.take() {
+                Some(r) if r.call_id == call_id => Some(r.sink),
+                other => {
+                    worker.running = other;
+                    None
+                }
+            };
+            worker.tasks_done += 1;
+            if self
+                .config
+                .max_tasks_per_child
+                .is_some_and(|max| worker.tasks_done >= max)
+                && worker.stop.is_none()
+            {
+                // Closing its input retires it; `on_exit` starts no
+                // replacement itself, `dispatch` asks for one if needed.
+                worker.stop = Some(Stop::Retired);
+                worker.writer = None;
+            }
+            let settle = self.dispatch(&mut state);
+            (sink, settle)
+        };
+        if let Some(sink) = sink {
+            sink.deliver(pid, outcome);
+        }
+        settle.run();
+    }
+
+    fn on_exit(&self, worker_id: u64, cause: ExitCause) {
+        let settle = {
+            let mut state = self.state.lock();
+            let mut settle = Settle::default();
+            let Some(index) = state.workers.iter().position(|w| w.id == worker_id) else {
+                return;
+            };
+            let worker = state.workers.swap_remove(index);
+            let death = WorkerDeath::new(worker.pid, cause);
+            match (worker.stop, worker.running) {
+                (Some(Stop::Timeout), Some(r)) => settle.failed.push((r.sink, Error::Timeout)),
+                (Some(Stop::Cancelled), Some(r)) => settle.failed.push((r.sink, Error::Cancelled)),
+                (Some(Stop::NeverReady), running) => {
+                    let reason = format!(
+                        "a worker process never reported ready ({death}); is the \
+                         concurrent-futures worker entry linked? Call \
+                         concurrent_futures::process::run_worker_if_child() at the top of main"
+                    );
+                    Engine::break_pool(&mut state, reason, &mut settle);
+                    Engine::fail_with_broken(&state, running, &mut settle);
+                }
+                // Exiting by itself before its loop started means the
+                // worker ran something else: most likely `main`, because
+                // the entry before `main` was not linked.
+                (None, running) if !worker.ready && matches!(cause, ExitCause::Code(_)) => {
+                    let reason = format!(
+                        "a worker process exited before its loop started ({death}); is the \
+                         concurrent-futures worker entry linked? Call \
+                         concurrent_futures::process::run_worker_if_child() at the top of main"
+                    );
+                    Engine::break_pool(&mut state, reason, &mut settle);
+                    Engine::fail_with_broken(&state, running, &mut settle);
+                }
+                (None, running) => {
+                    if self.config.self_healing && state.broken.is_none() {
+                        if let Some(r) = running {
+                            settle.failed.push((r.sink, Error::WorkerDied(death)));
+                        }
+                    } else {
+                        let reason = format!(
+                            "a process in the process pool was terminated abruptly while the \
+                             future was running or pending ({death})"
+                        );
+                        Engine::break_pool(&mut state, reason, &mut settle);
+                        Engine::fail_with_broken(&state, running, &mut settle);
+                    }
+                }
+                (Some(_), Some(r)) => {
+                    let error = match &state.broken {
+                        Some(b) => Error::Broken(b.clone()),
+                        None => Error::Broken(BrokenExecutor::new(
+                            BrokenKind::ProcessPool,
+                            format!("the worker was stopped while running this task ({death})"),
+                        )),
+                    };
+                    settle.failed.push((r.sink, error));
+                }
+                (Some(_), None) => {}
+            }
+            if state.broken.is_none() {
+                let more = self.dispatch(&mut state);
+                settle.sends.extend(more.sends);
+                settle.failed.extend(more.failed);
+                settle.cancelled.extend(more.cancelled);
+            }
+            self.worker_gone.notify_all();
+            settle
+        };
+        settle.run();
+    }
+
+    /// Starts one worker; called on the supervisor thread.
+    fn spawn_worker(self: &Arc<Self>) {
+        let spawned = transport::spawn().and_then(|mut s| {
+            if let Some(init) = &self.config.initializer {
+                let message = ToWorker::Init {
+                    trampoline: init.trampoline,
+                    func: init.func,
+                };
+                write_frame(&mut s.to_child, &message, &init.payload)?;
+                s.to_child.flush()?;
+            }
+            Ok(s)
+        });
+        let mut state = self.state.lock();
+        state.starting -= 1;
+        let Spawned {
+            child,
+            pid,
+            pidfd,
+            to_child,
+            from_child,
+        } = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                let mut settle = Settle::default();
+                if state.workers.is_empty() && state.starting == 0 {
+                    let reason = format!("could not start a worker process: {e}");
+                    Engine::break_pool(&mut state, reason, &mut settle);
+                }
+                self.worker_gone.notify_all();
+                drop(state);
+                settle.run();
+                return;
+            }
+        };
+        let id = state.next_worker;
+        state.next_worker += 1;
+        state.workers.push(Worker {
+            id,
+            pid,
+            pidfd: Arc::new(pidfd),
+            writer: Some(Arc::new(Mutex::new(to_child))),
+            started: Instant::now(),
+            ready: false,
+            running: None,
+            tasks_done: 0,
+            stop: None,
+        });
+        if state.broken.is_some() {
+            if let Some(w) = state.workers.last_mut() {
+                w.writer = None;
+                w.kill(Stop::Terminated, Signal::KILL);
+            }
+        }
+        let settle = self.dispatch(&mut state);
+        drop(state);
+        let engine = Arc::clone(self);
+        let reader = thread::Builder::new()
+            .name(format!("process-pool-reader-{pid}"))
+            .spawn(move || engine.read_worker(id, pid, child, from_child));
+        if let Err(e) = reader {
+            // Without its reader the worker cannot be heard: end it.
+            tracing::error!(%e, pid, "could not start a reader thread; killing the worker");
+            let mut state = self.state.lock();
+            if let Some(w) = state.workers.iter_mut().find(|w| w.id == id) {
+                w.kill(Stop::Terminated, Signal::KILL);
+            }
+        }
+        settle.run();
+    }
+
+    /// The reader thread of one worker: answers in, then the reaping.
+    fn read_worker(self: Arc<Self>, id: u64, pid: u32, mut child: Child, from_child: File) {
+        let mut input = BufReader::new(from_child);
+        loop {
+            match read_frame::<FromWorker>(&mut input) {
+                Ok(Some((FromWorker::Ready { image_check, .. }, _))) => {
+                    self.on_ready(id, image_check);
+                }
+                Ok(Some((
+                    FromWorker::Done {
+                        id: call_id,
+                        failure,
+                    },
+                    payload,
+                ))) => {
+                    let outcome = match failure {
+                        None => Ok(payload),
+                        Some(f) => Err(f),
+                    };
+                    self.on_done(id, pid, call_id, outcome);
+                }
+                Ok(Some((FromWorker::InitFailed(failure), _))) => {
+                    self.on_init_failed(failure.message);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // The pipe ended: the worker is exiting or dead. Make sure, reap.
+        drop(input);
+        let status = child.wait();
+        self.on_exit(id, transport::exit_cause(status));
+    }
+
+    /// Kills workers whose call ran past its deadline, or that never
+    /// became ready; returns the next deadline to wake for.
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut state = self.state.lock();
+        let mut next: Option<Instant> = None;
+        for worker in &mut state.workers {
+            if worker.stop.is_some() {
+                continue;
+            }
+            if !worker.ready {
+                let limit = worker.started + STARTUP_TIMEOUT;
+                if limit <= now {
+                    worker.kill(Stop::NeverReady, Signal::KILL);
+                    continue;
+                }
+                next = Some(next.map_or(limit, |n| n.min(limit)));
+            }
+            if let Some(deadline) = worker.running.as_ref().and_then(|r| r.deadline) {
+                if deadline <= now {
+                    worker.kill(Stop::Timeout, Signal::KILL);
+                } else {
+                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                }
+            }
+        }
+        next
+    }
+
+    /// Kills the worker running the call of future `future_id` (SPEC B2).
+    pub(crate) fn cancel_running(&self, future_id: usize) -> bool {
+        let mut state = self.state.lock();
+        for worker in &mut state.workers {
+            if worker.stop.is_none()
+                && worker
+                    .running
+                    .as_ref()
+                    .is_some_and(|r| r.sink.carries(future_id))
+            {
+                worker.kill(Stop::Cancelled, Signal::KILL);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// SPEC E3 for processes.
+    pub(crate) fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let settle = {
+            let mut state = self.state.lock();
+            state.shut_down = true;
+            let cancelled: Vec<_> = if cancel_futures {
+                state.queue.drain(..).map(|j| j.sink).collect()
+            } else {
+                Vec::new()
+            };
+            let mut settle = self.dispatch(&mut state);
+            settle.cancelled.extend(cancelled);
+            settle
+        };
+        settle.run();
+        if wait {
+            self.wait_for_workers();
+        }
+    }
+
+    /// SPEC P9: stops every worker now with `signal`; queued calls are
+    /// cancelled, running ones fail.
+    pub(crate) fn stop_workers(&self, signal: Signal) {
+        let settle = {
+            let mut state = self.state.lock();
+            state.shut_down = true;
+            let settle = Settle {
+                cancelled: state.queue.drain(..).map(|j| j.sink).collect(),
+                ..Settle::default()
+            };
+            for worker in &mut state.workers {
+                worker.writer = None;
+                worker.kill(Stop::Terminated, signal);
+            }
+            settle
+        };
+        settle.run();
+        self.wait_for_workers();
+    }
+
+    fn wait_for_workers(&self) {
+        let mut state = self.state.lock();
+        while !state.workers.is_empty() || state.starting > 0 {
+            self.worker_gone.wait(&mut state);
+        }
+    }
+}
+
+/// The supervisor: starts workers and enforces deadlines, until the pool
+/// is gone.
+fn supervise(engine: Weak<Engine>, requests: Receiver<Request>) {
+    let mut next_deadline: Option<Instant> = None;
+    loop {
+        let request = match next_deadline {
+            Some(deadline) => requests.recv_deadline(deadline),
+            None => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        match request {
+            Ok(Request::Spawn) => engine.spawn_worker(),
+            Ok(Request::Wake) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        next_deadline = engine.expire(Instant::now());
+    }
+}

@@ -1,0 +1,461 @@
+//! [`ProcessPoolExecutor`]: real worker processes with crash isolation,
+//! per-task timeouts and self-healing (SPEC P1-P10, B1-B3).
+//!
+//! ```text
+//!  submit(f, arg) ── encode (call.rs) ──> queue ─────> idle worker's pipe ──> worker process
+//!                     │ bad arg: that         │ cancel() wins      │ pool.cancel(&f): kill,
+//!                     │ future fails          │ here (still        │ replace (B2); timeout:
+//!                     │                       │ PENDING)           │ kill, replace (B1)
+//!  future <── decode <── reader thread <─────────────────────────── answer frame
+//!                          └─ pipe ends: reap, then crash -> broken pool (P6) or
+//!                             the one future fails and a new worker starts (B3)
+//! ```
+//!
+//! Three layers, one seam each: `call.rs` names functions and encodes
+//! values (serde + postcard), `engine.rs` dispatches opaque payloads and
+//! handles worker ends, `transport.rs` starts processes and carries bytes.
+//!
+//! Functions cross by reference: a plain `fn(A) -> R` (a closure that
+//! captures nothing coerces to one). Arguments and results cross by value
+//! and must implement serde's `Serialize` and `Deserialize`.
+
+mod call;
+mod engine;
+mod transport;
+mod wire;
+mod worker;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustix::process::Signal;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use self::call::{ChunkSink, EncodedCall, OneSink};
+use self::engine::{Engine, EngineConfig, Job};
+use crate::error::{BuildError, Error, SubmitError, TaskError};
+use crate::executor::{Map, MapOptions, Shutdown};
+use crate::future::Future;
+
+/// Runs the worker loop if this process was started as a pool worker, and
+/// never returns then; otherwise returns at once.
+///
+/// Workers normally enter their loop before `main` by themselves. Call
+/// this first thing in `main` only if your build drops the library's
+/// constructor (some unusual linker setups do); it is harmless otherwise.
+///
+/// # Examples
+///
+/// ```
+/// concurrent_futures::process::run_worker_if_child();
+/// // ... the rest of `main` ...
+/// ```
+pub fn run_worker_if_child() {
+    worker::run_worker_if_marked();
+}
+
+/// How workers are started (Python's `mp_context`, SPEC P4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartMethod {
+    /// A fresh process of this same executable (Python's "spawn", without
+    /// re-running `main`). `fork` is not offered: forking a process that
+    /// has other threads is unsafe.
+    #[default]
+    Exec,
+}
+
+/// Configures a [`ProcessPoolExecutor`] (Python's keyword arguments, plus
+/// the options Python lacks).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::ProcessPoolExecutor;
+/// use std::time::Duration;
+///
+/// fn setup(greeting: String) {
+///     assert_eq!(greeting, "hello");
+/// }
+///
+/// let pool = ProcessPoolExecutor::builder()
+///     .max_workers(2)
+///     .initializer(setup, String::from("hello"))
+///     .max_tasks_per_child(100)
+///     .self_healing(true)
+///     .task_timeout(Duration::from_secs(60))
+///     .build()
+///     .unwrap();
+/// assert_eq!(*pool.submit(|x: u32| x + 1, 1).unwrap().result().unwrap(), 2);
+/// ```
+#[derive(Debug, Default)]
+pub struct ProcessPoolBuilder {
+    max_workers: Option<usize>,
+    initializer: Option<Result<EncodedCall, String>>,
+    max_tasks_per_child: Option<usize>,
+    self_healing: bool,
+    task_timeout: Option<Duration>,
+    start_method: StartMethod,
+}
+
+impl ProcessPoolBuilder {
+    /// At most this many worker processes; default: the number of CPUs.
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// Runs `f(arg)` at the start of every worker (SPEC P5). If it panics
+    /// the pool breaks: pending and later work fails with
+    /// [`BrokenKind::ProcessPool`](crate::BrokenKind::ProcessPool).
+    pub fn initializer<A>(mut self, f: fn(A), arg: A) -> Self
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        self.initializer = Some(call::encode_init(f, &arg).map_err(|e| e.to_string()));
+        self
+    }
+
+    /// Replaces a worker after it ran this many tasks (SPEC P7).
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// A worker death fails only the task it was running, with
+    /// [`Error::WorkerDied`], and a new worker takes its place (SPEC B3).
+    /// Off by default: as in Python, a death breaks the pool.
+    pub fn self_healing(mut self, on: bool) -> Self {
+        self.self_healing = on;
+        self
+    }
+
+    /// A task running longer fails with [`Error::Timeout`]; its worker is
+    /// killed and replaced (SPEC B1).
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// How workers start (SPEC P4).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = method;
+        self
+    }
+
+    /// Creates the pool. Workers start when work arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for zero `max_workers` or `max_tasks_per_child`, an
+    /// initializer argument that cannot be serialized, or a call from a
+    /// worker process whose entry did not run.
+    pub fn build(self) -> Result<ProcessPoolExecutor, BuildError> {
+        if std::env::var_os(transport::WORKER_ENV).is_some() {
+            return Err(BuildError::WorkerEntryNotRun);
+        }
+        let max_workers = match self.max_workers {
+            Some(0) => return Err(BuildError::ZeroWorkers),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        if self.max_tasks_per_child == Some(0) {
+            return Err(BuildError::ZeroTasksPerChild);
+        }
+        let initializer = self
+            .initializer
+            .transpose()
+            .map_err(BuildError::InitializerArgument)?;
+        let engine = Engine::start(EngineConfig {
+            max_workers,
+            max_tasks_per_child: self.max_tasks_per_child,
+            self_healing: self.self_healing,
+            task_timeout: self.task_timeout,
+            initializer,
+        });
+        Ok(ProcessPoolExecutor { engine })
+    }
+}
+
+/// A pool of worker processes that runs `fn(A) -> R` calls and returns
+/// [`Future`]s (Python's `ProcessPoolExecutor`).
+///
+/// Its futures are the same `Future<R>` as the thread pool's, so `wait`
+/// and `as_completed` mix both. Dropping the pool is `shutdown(wait =
+/// true)`.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::ProcessPoolExecutor;
+///
+/// fn is_prime(n: u64) -> bool {
+///     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+/// }
+///
+/// let pool = ProcessPoolExecutor::new(2).unwrap();
+/// let primes: Vec<bool> = pool
+///     .map(is_prime, [2, 15, 97])
+///     .collect::<Result<_, _>>()
+///     .unwrap();
+/// assert_eq!(primes, [true, false, true]);
+/// ```
+pub struct ProcessPoolExecutor {
+    engine: Arc<Engine>,
+}
+
+impl ProcessPoolExecutor {
+    /// A pool of at most `max_workers` processes.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroWorkers`] when `max_workers` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{BuildError, ProcessPoolExecutor};
+    ///
+    /// assert!(matches!(ProcessPoolExecutor::new(0), Err(BuildError::ZeroWorkers)));
+    /// ```
+    pub fn new(max_workers: usize) -> Result<Self, BuildError> {
+        ProcessPoolExecutor::builder()
+            .max_workers(max_workers)
+            .build()
+    }
+
+    /// A builder for the other options.
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder::default()
+    }
+
+    /// The most worker processes this pool runs at once.
+    pub fn max_workers(&self) -> usize {
+        self.engine.max_workers()
+    }
+
+    /// Schedules `f(arg)` in a worker process (SPEC E1, P2).
+    ///
+    /// An argument that cannot be serialized fails this future at once; the
+    /// pool is not affected. A panic in the worker fails the future with
+    /// the panic message and the worker's backtrace (SPEC F10); the worker
+    /// goes on.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError`], giving `arg` back, when the pool is shut down or
+    /// broken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// let pool = ProcessPoolExecutor::new(1).unwrap();
+    /// let f = pool.submit(|s: String| s.len(), "four".to_owned()).unwrap();
+    /// assert_eq!(*f.result().unwrap(), 4);
+    /// ```
+    pub fn submit<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<Future<R>, SubmitError<A>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let future = Future::new();
+        let call = match call::encode_one(f, &arg) {
+            Ok(call) => call,
+            Err(e) => {
+                let _ = future.complete_failed(argument_error::<A>(e));
+                return Ok(future);
+            }
+        };
+        let sink = Box::new(OneSink {
+            promise: future.promise(),
+        });
+        match self.engine.submit(Job { call, sink }) {
+            Ok(()) => Ok(future),
+            Err((_, error)) => Err(SubmitError::new(arg, error)),
+        }
+    }
+
+    /// Submits `args` as one call whose items come back as one future each.
+    fn submit_chunk<A, R>(&self, f: fn(A) -> R, args: Vec<A>) -> Result<Vec<Future<R>>, Error>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let futures: Vec<Future<R>> = args.iter().map(|_| Future::new()).collect();
+        match call::encode_chunk(f, &args) {
+            Ok(call) => {
+                let sink = Box::new(ChunkSink {
+                    promises: futures.iter().map(Future::promise).collect(),
+                });
+                self.engine
+                    .submit(Job { call, sink })
+                    .map_err(|(_, error)| error)?;
+            }
+            Err(e) => {
+                for future in &futures {
+                    let _ = future.complete_failed(argument_error::<A>(e.clone()));
+                }
+            }
+        }
+        Ok(futures)
+    }
+
+    /// Runs `f` over `items` in the workers; results come back in input
+    /// order (SPEC E2, P8). See [`map_with`](Self::map_with) for
+    /// `chunksize`, `buffersize` and `timeout`.
+    pub fn map<'a, A, R, I>(&'a self, f: fn(A) -> R, items: I) -> Map<'a, R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+        A: Serialize + DeserializeOwned + 'a,
+        R: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.map_with(f, items, MapOptions::new())
+    }
+
+    /// [`map`](Self::map) with Python's options. `chunksize` sends that
+    /// many items per message: far less overhead for many small items.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{MapOptions, ProcessPoolExecutor};
+    ///
+    /// let pool = ProcessPoolExecutor::new(2).unwrap();
+    /// let total: u64 = pool
+    ///     .map_with(|x: u64| x * x, 0..1000, MapOptions::new().chunksize(100))
+    ///     .map(Result::unwrap)
+    ///     .sum();
+    /// assert_eq!(total, 332_833_500);
+    /// ```
+    pub fn map_with<'a, A, R, I>(
+        &'a self,
+        f: fn(A) -> R,
+        items: I,
+        options: MapOptions,
+    ) -> Map<'a, R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+        A: Serialize + DeserializeOwned + 'a,
+        R: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let chunk_size = options.chunk_size();
+        let mut items = items.into_iter();
+        let mut submitted: VecDeque<Future<R>> = VecDeque::new();
+        let submit_next = move || {
+            if let Some(f) = submitted.pop_front() {
+                return Some(Ok(f));
+            }
+            if chunk_size == 1 {
+                let arg = items.next()?;
+                return Some(self.submit(f, arg).map_err(Error::from));
+            }
+            let chunk: Vec<A> = items.by_ref().take(chunk_size).collect();
+            if chunk.is_empty() {
+                return None;
+            }
+            match self.submit_chunk(f, chunk) {
+                Ok(futures) => {
+                    submitted.extend(futures);
+                    submitted.pop_front().map(Ok)
+                }
+                Err(e) => Some(Err(e)),
+            }
+        };
+        Map::new(submit_next, options)
+    }
+
+    /// Cancels `future`: a pending one like [`Future::cancel`]; a running
+    /// one by killing its worker, which is replaced (SPEC B2). The running
+    /// future then finishes with [`Error::Cancelled`] (its state is
+    /// `Finished`, since it had started). For a `map` chunk, the whole
+    /// chunk is cancelled. Returns false if it already finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Future, ProcessPoolExecutor};
+    ///
+    /// fn forever(_: ()) {
+    ///     loop {
+    ///         std::thread::park();
+    ///     }
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::new(1).unwrap();
+    /// let f = pool.submit(forever, ()).unwrap();
+    /// while !f.running() {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert!(pool.cancel(&f));
+    /// assert!(matches!(f.result(), Err(Error::Cancelled)));
+    /// ```
+    pub fn cancel<R>(&self, future: &Future<R>) -> bool {
+        future.cancel() || (!future.done() && self.engine.cancel_running(future.id()))
+    }
+
+    /// Stops the pool (SPEC E3): later submits fail with
+    /// [`Error::ShutDown`]. With `wait`, blocks until pending work is done
+    /// and every worker has exited and been reaped.
+    pub fn shutdown_with(&self, options: Shutdown) {
+        self.engine
+            .shutdown(options.waits(), options.cancels_futures());
+    }
+
+    /// `shutdown(wait = true, cancel_futures = false)`.
+    pub fn shutdown(&self) {
+        self.shutdown_with(Shutdown::default());
+    }
+
+    /// Sends `SIGTERM` to every worker now (Python 3.14, SPEC P9): queued
+    /// futures are cancelled, running ones fail with
+    /// [`Error::Broken`]; returns once all workers are reaped.
+    pub fn terminate_workers(&self) {
+        self.engine.stop_workers(Signal::TERM);
+    }
+
+    /// [`terminate_workers`](Self::terminate_workers) with `SIGKILL`.
+    pub fn kill_workers(&self) {
+        self.engine.stop_workers(Signal::KILL);
+    }
+}
+
+fn argument_error<A>(e: postcard::Error) -> Error {
+    Error::Failed(TaskError::new(format!(
+        "could not serialize the argument {}: {e}",
+        std::any::type_name::<A>()
+    )))
+}
+
+impl Default for ProcessPoolExecutor {
+    /// A pool with one worker per CPU (SPEC P1).
+    fn default() -> Self {
+        let engine = Engine::start(EngineConfig {
+            max_workers: std::thread::available_parallelism().map_or(1, usize::from),
+            max_tasks_per_child: None,
+            self_healing: false,
+            task_timeout: None,
+            initializer: None,
+        });
+        ProcessPoolExecutor { engine }
+    }
+}
+
+impl Drop for ProcessPoolExecutor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for ProcessPoolExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessPoolExecutor")
+            .field("max_workers", &self.max_workers())
+            .finish_non_exhaustive()
+    }
+}

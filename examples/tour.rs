@@ -1,4 +1,4 @@
-//! Every thread-pool example of the seeds, one after the other:
+//! Every example of the seeds (thread pools, then process pools), one after the other:
 //! `cargo run --example tour`.
 //!
 //! Each example is also a program of its own (`cargo run --example
@@ -24,13 +24,17 @@ mod load_urls;
 mod logging_worker;
 #[path = "pow_submit.rs"]
 mod pow_submit;
+#[path = "primes.rs"]
+mod primes;
+#[path = "process_logging_worker.rs"]
+mod process_logging_worker;
 #[path = "return_after.rs"]
 mod return_after;
 #[path = "wait_return_when.rs"]
 mod wait_return_when;
 
 /// Name, what it reproduces, and how to run it.
-const EXAMPLES: [(&str, &str, fn()); 8] = [
+const EXAMPLES: [(&str, &str, fn()); 10] = [
     (
         "pow_submit",
         "seeds 000/001: submit(pow, 323, 1235) and result()",
@@ -70,6 +74,16 @@ const EXAMPLES: [(&str, &str, fn()); 8] = [
         "deadlocks",
         "seed 001: the two ThreadPoolExecutor deadlocks, resolved",
         deadlocks::main,
+    ),
+    (
+        "primes",
+        "seeds 000/001/004: is_prime with ProcessPoolExecutor.map, beside a sequential run",
+        primes::main,
+    ),
+    (
+        "process_logging_worker",
+        "seed 002: the ProcessPoolExecutor logging worker, `with` and n + 100",
+        process_logging_worker::main,
     ),
 ];
 

@@ -40,6 +40,15 @@ use crate::error::{BrokenExecutor, BrokenKind, Error, ExitCause, WorkerDeath};
 /// this long rather than hanging it.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Calls sent to a busy worker ahead of time, once the pool has all its
+/// workers. One keeps a worker from idling between a result and its next
+/// call (the round trip through the pool) and costs at most one call's
+/// wait behind a long one; more would only add imbalance. CPython's pool
+/// makes the same trade with `EXTRA_QUEUED_CALLS = 1`. A call sent ahead
+/// is marked running, as in CPython, but until it starts it is neither
+/// timed nor lost when its worker dies: it goes back to the queue.
+const CALLS_AHEAD: usize = 1;
+
 /// What the engine is configured with.
 pub(crate) struct EngineConfig {
     pub(crate) max_workers: usize,
@@ -53,6 +62,37 @@ pub(crate) struct EngineConfig {
 pub(crate) struct Job {
     pub(crate) call: EncodedCall,
     pub(crate) sink: Box<dyn Sink>,
+}
+
+/// A call back in the queue after the worker it was sent ahead to died
+/// before starting it: its futures are already marked running.
+struct Requeued {
+    call: EncodedCall,
+    sink: Box<dyn Sink>,
+}
+
+enum Queued {
+    Fresh(Job),
+    Requeued(Requeued),
+}
+
+impl Queued {
+    fn into_sink(self) -> Box<dyn Sink> {
+        match self {
+            Queued::Fresh(j) => j.sink,
+            Queued::Requeued(r) => r.sink,
+        }
+    }
+
+    /// Cancels a queued call: a fresh one is still pending and is
+    /// cancelled; a requeued one is already marked running, so it fails
+    /// with `Cancelled` instead.
+    fn cancel_into(self, settle: &mut Settle) {
+        match self {
+            Queued::Fresh(j) => settle.cancelled.push(j.sink),
+            Queued::Requeued(r) => settle.failed.push((r.sink, Error::Cancelled)),
+        }
+    }
 }
 
 pub(crate) struct Engine {
@@ -71,7 +111,7 @@ enum Request {
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Job>,
+    queue: VecDeque<Queued>,
     workers: Vec<Worker>,
     /// Spawns requested and not yet in `workers`.
     starting: usize,
@@ -89,7 +129,9 @@ struct Worker {
     writer: Option<Arc<Mutex<File>>>,
     started: Instant,
     ready: bool,
-    running: Option<Running>,
+    /// Calls sent to the worker, oldest first: the first is executing, the
+    /// rest wait in its pipe (see [`CALLS_AHEAD`]).
+    in_flight: VecDeque<Running>,
     tasks_done: usize,
     /// Why we ended it, set before the kill or close; `None` = a crash.
     stop: Option<Stop>,
@@ -97,7 +139,12 @@ struct Worker {
 
 struct Running {
     call_id: u64,
-    sink: Box<dyn Sink>,
+    /// `None` once cancelled while waiting behind another call: its answer
+    /// will be dropped.
+    sink: Option<Box<dyn Sink>>,
+    /// Kept until the call starts executing, so that a worker's death can
+    /// send it to another worker.
+    call: Option<EncodedCall>,
     deadline: Option<Instant>,
 }
 
@@ -151,8 +198,12 @@ impl Settle {
 }
 
 impl Worker {
+    fn accepts_calls(&self) -> bool {
+        self.stop.is_none() && self.writer.is_some()
+    }
+
     fn idle(&self) -> bool {
-        self.running.is_none() && self.stop.is_none() && self.writer.is_some()
+        self.in_flight.is_empty() && self.accepts_calls()
     }
 
     /// Ends the worker for `reason`: recorded first, so `on_exit` knows.
@@ -206,7 +257,7 @@ impl Engine {
             if state.shut_down {
                 return Err((job, Error::ShutDown));
             }
-            state.queue.push_back(job);
+            state.queue.push_back(Queued::Fresh(job));
             self.dispatch(&mut state)
         };
         settle.run();
@@ -217,41 +268,68 @@ impl Engine {
     /// shut down with nothing left, and asks for workers that are missing.
     fn dispatch(&self, state: &mut State) -> Settle {
         let mut settle = Settle::default();
+        let full = state.workers.iter().filter(|w| w.stop.is_none()).count() + state.starting
+            >= self.config.max_workers;
+        let depth = if full { 1 + CALLS_AHEAD } else { 1 };
         while !state.queue.is_empty() {
-            let Some(worker) = state.workers.iter_mut().find(|w| w.idle()) else {
+            // The least busy worker, so calls go ahead only when no worker
+            // is idle.
+            let max_tasks = self.config.max_tasks_per_child;
+            let Some(worker) = state
+                .workers
+                .iter_mut()
+                .filter(|w| w.accepts_calls() && w.in_flight.len() < depth)
+                // A worker about to retire takes no call it would not run.
+                .filter(|w| max_tasks.is_none_or(|m| w.tasks_done + w.in_flight.len() < m))
+                .min_by_key(|w| w.in_flight.len())
+            else {
                 break;
             };
-            let Some(job) = state.queue.pop_front() else {
+            let Some(queued) = state.queue.pop_front() else {
                 break;
             };
-            if !job.sink.start() {
-                continue; // Cancelled while queued.
-            }
+            let (call, sink) = match queued {
+                Queued::Fresh(job) => {
+                    if !job.sink.start() {
+                        continue; // Cancelled while queued.
+                    }
+                    (job.call, job.sink)
+                }
+                Queued::Requeued(r) => (r.call, r.sink),
+            };
             let call_id = state.next_call;
             state.next_call += 1;
-            let deadline = self
-                .config
-                .task_timeout
-                .and_then(|t| Instant::now().checked_add(t));
-            worker.running = Some(Running {
+            let deadline = if worker.in_flight.is_empty() {
+                self.deadline_from_now()
+            } else {
+                None
+            };
+            let Some(writer) = &worker.writer else {
+                break;
+            };
+            let message = ToWorker::Call {
+                id: call_id,
+                trampoline: call.trampoline,
+                func: call.func,
+            };
+            // Only a call sent ahead may have to move to another worker, so
+            // only it keeps a copy of its bytes.
+            let (payload, kept) = if worker.in_flight.is_empty() {
+                (call.payload, None)
+            } else {
+                (call.payload.clone(), Some(call))
+            };
+            settle.sends.push(Outgoing {
+                writer: Arc::clone(writer),
+                message,
+                payload,
+            });
+            worker.in_flight.push_back(Running {
                 call_id,
-                sink: job.sink,
+                sink: Some(sink),
+                call: kept,
                 deadline,
             });
-            if let Some(writer) = &worker.writer {
-                settle.sends.push(Outgoing {
-                    writer: Arc::clone(writer),
-                    message: ToWorker::Call {
-                        id: call_id,
-                        trampoline: job.call.trampoline,
-                        func: job.call.func,
-                    },
-                    payload: job.call.payload,
-                });
-            }
-            if deadline.is_some() {
-                let _ = self.supervisor.send(Request::Wake);
-            }
         }
         if state.shut_down && state.queue.is_empty() {
             for worker in state.workers.iter_mut().filter(|w| w.idle()) {
@@ -276,6 +354,18 @@ impl Engine {
         settle
     }
 
+    /// When a call starting now must end, telling the supervisor to watch.
+    fn deadline_from_now(&self) -> Option<Instant> {
+        let deadline = self
+            .config
+            .task_timeout
+            .and_then(|t| Instant::now().checked_add(t));
+        if deadline.is_some() {
+            let _ = self.supervisor.send(Request::Wake);
+        }
+        deadline
+    }
+
     /// Marks the pool broken: every queued and running call fails with
     /// `reason`, every worker is killed.
     fn break_pool(state: &mut State, reason: String, settle: &mut Settle) {
@@ -283,26 +373,19 @@ impl Engine {
             .broken
             .get_or_insert_with(|| BrokenExecutor::new(BrokenKind::ProcessPool, reason))
             .clone();
-        for job in state.queue.drain(..) {
+        for queued in state.queue.drain(..) {
             settle
                 .failed
-                .push((job.sink, Error::Broken(broken.clone())));
+                .push((queued.into_sink(), Error::Broken(broken.clone())));
         }
         for worker in &mut state.workers {
-            if let Some(running) = worker.running.take() {
-                settle
-                    .failed
-                    .push((running.sink, Error::Broken(broken.clone())));
+            for running in worker.in_flight.drain(..) {
+                if let Some(sink) = running.sink {
+                    settle.failed.push((sink, Error::Broken(broken.clone())));
+                }
             }
             worker.writer = None;
             worker.kill(Stop::Terminated, Signal::KILL);
-        }
-    }
-
-    /// Fails the call a dead worker was running with the pool's breakage.
-    fn fail_with_broken(state: &State, running: Option<Running>, settle: &mut Settle) {
-        if let (Some(r), Some(broken)) = (running, &state.broken) {
-            settle.failed.push((r.sink, Error::Broken(broken.clone())));
         }
     }
 
@@ -346,13 +429,24 @@ impl Engine {
             let Some(worker) = state.workers.iter_mut().find(|w| w.id == worker_id) else {
                 return;
             };
-            let sink = match worker.running.take() {
-                Some(r) if r.call_id == call_id => Some(r.sink),
-                other => {
-                    worker.running = other;
-                    None
+            let sink = match worker.in_flight.front() {
+                Some(r) if r.call_id == call_id => {
+                    worker.in_flight.pop_front().and_then(|r| r.sink)
                 }
+                _ => None,
             };
+            // The next call sent ahead starts executing now.
+            let next_deadline = self
+                .config
+                .task_timeout
+                .and_then(|t| Instant::now().checked_add(t));
+            if let Some(next) = worker.in_flight.front_mut() {
+                next.call = None;
+                next.deadline = next_deadline;
+                if next_deadline.is_some() {
+                    let _ = self.supervisor.send(Request::Wake);
+                }
+            }
             worker.tasks_done += 1;
             if self
                 .config
@@ -381,57 +475,78 @@ impl Engine {
             let Some(index) = state.workers.iter().position(|w| w.id == worker_id) else {
                 return;
             };
-            let worker = state.workers.swap_remove(index);
+            let mut worker = state.workers.swap_remove(index);
             let death = WorkerDeath::new(worker.pid, cause);
-            match (worker.stop, worker.running) {
-                (Some(Stop::Timeout), Some(r)) => settle.failed.push((r.sink, Error::Timeout)),
-                (Some(Stop::Cancelled), Some(r)) => settle.failed.push((r.sink, Error::Cancelled)),
-                (Some(Stop::NeverReady), running) => {
-                    let reason = format!(
-                        "a worker process never reported ready ({death}); is the \
-                         concurrent-futures worker entry linked? Call \
-                         concurrent_futures::process::run_worker_if_child() at the top of main"
-                    );
-                    Engine::break_pool(&mut state, reason, &mut settle);
-                    Engine::fail_with_broken(&state, running, &mut settle);
-                }
+            let executing = worker.in_flight.pop_front().and_then(|r| r.sink);
+            let waiting = std::mem::take(&mut worker.in_flight);
+            let entry_missing = || {
+                format!(
+                    "a worker process never started its loop ({death}); is the \
+                     concurrent-futures worker entry linked? Call \
+                     concurrent_futures::process::run_worker_if_child() at the top of main"
+                )
+            };
+            let failure = match worker.stop {
+                Some(Stop::Timeout) => Some(Error::Timeout),
+                Some(Stop::Cancelled) => Some(Error::Cancelled),
                 // Exiting by itself before its loop started means the
                 // worker ran something else: most likely `main`, because
                 // the entry before `main` was not linked.
-                (None, running) if !worker.ready && matches!(cause, ExitCause::Code(_)) => {
+                Some(Stop::NeverReady) => {
+                    Engine::break_pool(&mut state, entry_missing(), &mut settle);
+                    None
+                }
+                None if !worker.ready && matches!(cause, ExitCause::Code(_)) => {
+                    Engine::break_pool(&mut state, entry_missing(), &mut settle);
+                    None
+                }
+                None if self.config.self_healing && state.broken.is_none() => {
+                    Some(Error::WorkerDied(death))
+                }
+                None => {
                     let reason = format!(
-                        "a worker process exited before its loop started ({death}); is the \
-                         concurrent-futures worker entry linked? Call \
-                         concurrent_futures::process::run_worker_if_child() at the top of main"
+                        "a process in the process pool was terminated abruptly while the \
+                         future was running or pending ({death})"
                     );
                     Engine::break_pool(&mut state, reason, &mut settle);
-                    Engine::fail_with_broken(&state, running, &mut settle);
+                    None
                 }
-                (None, running) => {
-                    if self.config.self_healing && state.broken.is_none() {
-                        if let Some(r) = running {
-                            settle.failed.push((r.sink, Error::WorkerDied(death)));
+                Some(Stop::Retired | Stop::ShutDown | Stop::Terminated) => None,
+            };
+            match (failure, &state.broken) {
+                // The pool goes on: only the executing call fails; calls
+                // sent ahead never started and go back to the queue.
+                (Some(error), None) => {
+                    if let Some(sink) = executing {
+                        settle.failed.push((sink, error));
+                    }
+                    for running in waiting.into_iter().rev() {
+                        match (running.call, running.sink) {
+                            (Some(call), Some(sink)) => state
+                                .queue
+                                .push_front(Queued::Requeued(Requeued { call, sink })),
+                            (None, Some(sink)) => {
+                                settle.failed.push((sink, Error::WorkerDied(death)));
+                            }
+                            (_, None) => {}
                         }
-                    } else {
-                        let reason = format!(
-                            "a process in the process pool was terminated abruptly while the \
-                             future was running or pending ({death})"
-                        );
-                        Engine::break_pool(&mut state, reason, &mut settle);
-                        Engine::fail_with_broken(&state, running, &mut settle);
                     }
                 }
-                (Some(_), Some(r)) => {
-                    let error = match &state.broken {
+                (_, broken) => {
+                    let error = match broken {
                         Some(b) => Error::Broken(b.clone()),
                         None => Error::Broken(BrokenExecutor::new(
                             BrokenKind::ProcessPool,
                             format!("the worker was stopped while running this task ({death})"),
                         )),
                     };
-                    settle.failed.push((r.sink, error));
+                    let sinks = executing
+                        .into_iter()
+                        .chain(waiting.into_iter().filter_map(|r| r.sink));
+                    for sink in sinks {
+                        settle.failed.push((sink, error.clone()));
+                    }
                 }
-                (Some(_), None) => {}
             }
             if state.broken.is_none() {
                 let more = self.dispatch(&mut state);
@@ -489,7 +604,7 @@ impl Engine {
             writer: Some(Arc::new(Mutex::new(to_child))),
             started: Instant::now(),
             ready: false,
-            running: None,
+            in_flight: VecDeque::new(),
             tasks_done: 0,
             stop: None,
         });
@@ -566,7 +681,7 @@ impl Engine {
                 }
                 next = Some(next.map_or(limit, |n| n.min(limit)));
             }
-            if let Some(deadline) = worker.running.as_ref().and_then(|r| r.deadline) {
+            if let Some(deadline) = worker.in_flight.front().and_then(|r| r.deadline) {
                 if deadline <= now {
                     worker.kill(Stop::Timeout, Signal::KILL);
                 } else {
@@ -577,21 +692,39 @@ impl Engine {
         next
     }
 
-    /// Kills the worker running the call of future `future_id` (SPEC B2).
+    /// Cancels the call of future `future_id` if it was sent to a worker
+    /// (SPEC B2): a call executing is stopped by killing its worker, which
+    /// is replaced; a call sent ahead is dropped when it comes back.
     pub(crate) fn cancel_running(&self, future_id: usize) -> bool {
-        let mut state = self.state.lock();
-        for worker in &mut state.workers {
-            if worker.stop.is_none()
-                && worker
-                    .running
-                    .as_ref()
-                    .is_some_and(|r| r.sink.carries(future_id))
-            {
-                worker.kill(Stop::Cancelled, Signal::KILL);
-                return true;
+        let cancelled = {
+            let mut state = self.state.lock();
+            let mut cancelled = None;
+            for worker in state.workers.iter_mut().filter(|w| w.stop.is_none()) {
+                let Some(position) = worker
+                    .in_flight
+                    .iter()
+                    .position(|r| r.sink.as_ref().is_some_and(|s| s.carries(future_id)))
+                else {
+                    continue;
+                };
+                if position == 0 {
+                    worker.kill(Stop::Cancelled, Signal::KILL);
+                    return true;
+                }
+                let running = &mut worker.in_flight[position];
+                running.call = None;
+                cancelled = running.sink.take();
+                break;
             }
+            cancelled
+        };
+        match cancelled {
+            Some(sink) => {
+                sink.fail(Error::Cancelled);
+                true
+            }
+            None => false,
         }
-        false
     }
 
     /// SPEC E3 for processes.
@@ -599,13 +732,15 @@ impl Engine {
         let settle = {
             let mut state = self.state.lock();
             state.shut_down = true;
-            let cancelled: Vec<_> = if cancel_futures {
-                state.queue.drain(..).map(|j| j.sink).collect()
+            let cancelled: Vec<Queued> = if cancel_futures {
+                state.queue.drain(..).collect()
             } else {
                 Vec::new()
             };
             let mut settle = self.dispatch(&mut state);
-            settle.cancelled.extend(cancelled);
+            for queued in cancelled {
+                queued.cancel_into(&mut settle);
+            }
             settle
         };
         settle.run();
@@ -620,10 +755,10 @@ impl Engine {
         let settle = {
             let mut state = self.state.lock();
             state.shut_down = true;
-            let settle = Settle {
-                cancelled: state.queue.drain(..).map(|j| j.sink).collect(),
-                ..Settle::default()
-            };
+            let mut settle = Settle::default();
+            for queued in state.queue.drain(..).collect::<Vec<_>>() {
+                queued.cancel_into(&mut settle);
+            }
             for worker in &mut state.workers {
                 worker.writer = None;
                 worker.kill(Stop::Terminated, signal);

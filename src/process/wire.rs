@@ -79,18 +79,30 @@ impl RemoteFailure {
     }
 }
 
+/// Payloads up to this size are copied behind the header so a frame goes
+/// out in one `write`; larger ones are written separately, where a second
+/// system call costs less than the copy.
+const COALESCE_BYTES: usize = 64 * 1024;
+
 /// Writes one frame. The caller flushes.
 pub(crate) fn write_frame<M: Serialize>(
     out: &mut impl Write,
     message: &M,
     payload: &[u8],
 ) -> io::Result<()> {
-    let header = postcard::to_allocvec(message).map_err(io::Error::other)?;
-    let header_len = u32::try_from(header.len()).map_err(io::Error::other)?;
-    out.write_all(&header_len.to_le_bytes())?;
-    out.write_all(&(payload.len() as u64).to_le_bytes())?;
-    out.write_all(&header)?;
-    out.write_all(payload)
+    let mut frame = Vec::with_capacity(64 + payload.len().min(COALESCE_BYTES));
+    frame.extend_from_slice(&[0u8; 12]);
+    let mut frame = postcard::to_extend(message, frame).map_err(io::Error::other)?;
+    let header_len = u32::try_from(frame.len() - 12).map_err(io::Error::other)?;
+    frame[..4].copy_from_slice(&header_len.to_le_bytes());
+    frame[4..12].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    if payload.len() <= COALESCE_BYTES {
+        frame.extend_from_slice(payload);
+        out.write_all(&frame)
+    } else {
+        out.write_all(&frame)?;
+        out.write_all(payload)
+    }
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.

@@ -27,9 +27,11 @@
 //! * `entries` is behind a lock. Registration pushes under the lock after
 //!   setting `HAS_ENTRIES` with a CAS that fails once the future is done.
 //!   The transition to a done phase clears the flag and takes the list
-//!   under the same lock, so an entry is either notified or never pushed.
-//!   With the flag clear, transitions skip the lock entirely: a future
-//!   nobody waits on is completed with atomics only.
+//!   under the same lock (still by CAS: moves that notify nobody, like
+//!   PENDING -> RUNNING, never take the lock and may land meanwhile), so
+//!   an entry is either notified or never pushed. With the flag clear,
+//!   transitions skip the lock entirely: a future nobody waits on is
+//!   completed with atomics only.
 //! * `handles` counts the `Future` values in existence (the executor's own
 //!   reference is not one), so the last handle may move the value out.
 
@@ -223,24 +225,40 @@ impl<T> Inner<T> {
                 return Transition::Refused(s & PHASE);
             }
             if s & HAS_ENTRIES != 0 {
-                let mut entries = self.entries.lock();
-                // With the flag set, the state only changes under this lock.
-                let s = self.state.load(Acquire);
-                if !allowed(s & PHASE) {
-                    return Transition::Refused(s & PHASE);
-                }
-                if entries.iter().any(|e| matches!(e, Entry::Callback(_))) {
-                    // The callbacks' handle must exist before the done
-                    // state is visible, so a woken last handle does not
-                    // move the value out from under them (`take_outcome`).
-                    self.handles.fetch_add(1, Relaxed);
-                }
-                self.state.store(to, Release);
-                return Transition::Done(std::mem::take(&mut *entries));
+                return self.try_finish_locked(allowed, to);
             }
             match self.state.compare_exchange_weak(s, to, AcqRel, Acquire) {
                 Ok(_) => return Transition::Done(Vec::new()),
                 Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// `try_finish` when entries exist: the flag and the list change only
+    /// under the lock, but lock-free moves (start, begin-complete) may
+    /// still change the phase, so the final move is a CAS here too.
+    fn try_finish_locked(&self, allowed: impl Fn(u8) -> bool, to: u8) -> Transition<T> {
+        let mut entries = self.entries.lock();
+        // The callbacks' handle must exist before the done state is
+        // visible, so a woken last handle does not move the value out from
+        // under them (`take_outcome`).
+        let callback_handle = entries.iter().any(|e| matches!(e, Entry::Callback(_)));
+        let mut s = self.state.load(Acquire);
+        loop {
+            if !allowed(s & PHASE) {
+                return Transition::Refused(s & PHASE);
+            }
+            if callback_handle {
+                self.handles.fetch_add(1, Relaxed);
+            }
+            match self.state.compare_exchange_weak(s, to, AcqRel, Acquire) {
+                Ok(_) => return Transition::Done(std::mem::take(&mut *entries)),
+                Err(actual) => {
+                    if callback_handle {
+                        self.handles.fetch_sub(1, Relaxed);
+                    }
+                    s = actual;
+                }
             }
         }
     }
@@ -503,25 +521,11 @@ impl<T> Future<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::Timeout);
         }
+        if self.run_inline_if_own_pool() && self.done() {
+            return Ok(());
+        }
         let inner = &self.inner;
         let me = task_context::current_task();
-        if inner.phase() == PENDING
-            && inner.origin != 0
-            && inner.origin == task_context::worker_pool()
-        {
-            // While the inline task runs, this task is waiting on it: the
-            // edge lets a wait on this task from inside it be seen as the
-            // cycle it is, instead of parking the thread on itself.
-            let _edge = match me {
-                Some(me) => Some(task_context::enter_wait(me.task, inner.identity())?),
-                None => None,
-            };
-            // Claim the task; the queue entry will find it started.
-            Arc::clone(inner).run_task(&|| {});
-            if self.done() {
-                return Ok(());
-            }
-        }
         // Only a wait without deadline can hang forever, so only such a
         // wait is checked for cycles.
         let _edge = match (deadline, me) {
@@ -539,6 +543,28 @@ impl<T> Future<T> {
         } else {
             Err(Error::Timeout)
         }
+    }
+
+    /// SPEC B7: on a worker of the pool this future's task belongs to, runs
+    /// the task here if nobody has started it. True if it ran it.
+    pub(crate) fn run_inline_if_own_pool(&self) -> bool {
+        let inner = &self.inner;
+        if inner.phase() != PENDING
+            || inner.origin == 0
+            || inner.origin != task_context::worker_pool()
+        {
+            return false;
+        }
+        // While the inline task runs, this task is waiting on it: the edge
+        // lets a wait on this task from inside it be seen as the cycle it
+        // is, instead of parking the thread on itself. A pending task waits
+        // on nothing, so this edge closes no cycle.
+        let _edge = task_context::current_task()
+            .and_then(|me| task_context::enter_wait(me.task, inner.identity()).ok());
+        let ran = std::cell::Cell::new(false);
+        // Claim the task; the queue entry will find it started.
+        Arc::clone(inner).run_task(&|| ran.set(true));
+        ran.get()
     }
 
     fn outcome(&self) -> Result<&T, Error> {

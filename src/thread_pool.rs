@@ -12,10 +12,10 @@
 //!              └─ a worker blocked on it may claim it inline (B7)
 //! ```
 //!
-//! Workers start lazily: a submit starts one when more jobs are queued than
-//! workers are idle, up to `max_workers` (SPEC T4). A worker counts itself
-//! idle *before* publishing its result, so a caller that saw the result and
-//! submits again finds it idle and reuses it.
+//! Workers start lazily: a submit claims an idle worker's token or, finding
+//! none, starts a worker, up to `max_workers` (SPEC T4). A worker offers
+//! its token *before* publishing its result, so a caller that saw the
+//! result and submits again finds it idle and reuses it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -63,7 +63,9 @@ struct Shared {
     initializer: Option<Initializer>,
     jobs: Receiver<Arc<dyn Job>>,
     control: Mutex<Control>,
-    /// Workers that are, or are about to be, waiting for a job.
+    /// Tokens of idle workers: a worker offers one as it finishes a task
+    /// (it is about to wait for a job); a submit claims one instead of
+    /// starting a thread (CPython's idle semaphore).
     idle: AtomicUsize,
     /// Workers started; only written under `control`.
     spawned: AtomicUsize,
@@ -145,9 +147,11 @@ impl ThreadPoolBuilder {
     }
 
     fn build_with(self, max_workers: usize) -> ThreadPoolExecutor {
-        let name_prefix = self.thread_name_prefix.unwrap_or_else(|| {
-            format!("ThreadPoolExecutor-{}", POOL_COUNTER.fetch_add(1, Relaxed))
-        });
+        // CPython treats an empty prefix as none.
+        let name_prefix = match self.thread_name_prefix {
+            Some(prefix) if !prefix.is_empty() => prefix,
+            _ => format!("ThreadPoolExecutor-{}", POOL_COUNTER.fetch_add(1, Relaxed)),
+        };
         let (sender, jobs) = crossbeam_channel::unbounded();
         ThreadPoolExecutor {
             shared: Arc::new(Shared {
@@ -306,7 +310,7 @@ impl ThreadPoolExecutor {
         if control.sender.is_none() {
             return Err(SubmitError::new(task, Error::ShutDown));
         }
-        if let Err(e) = shared.start_worker_if_needed(&mut control, 1) {
+        if let Err(e) = shared.start_worker_if_needed(&mut control) {
             if shared.spawned.load(Relaxed) == 0 {
                 let reason = format!("could not start a worker thread: {e}");
                 let broken = BrokenExecutor::new(BrokenKind::ThreadPool, reason);
@@ -436,35 +440,52 @@ impl Shared {
         self as *const Shared as usize
     }
 
-    /// Starts a worker when more jobs wait (counting `incoming`) than
-    /// workers are idle, unless `max_workers` are running.
-    fn start_worker_if_needed(
-        self: &Arc<Self>,
-        control: &mut Control,
-        incoming: usize,
-    ) -> std::io::Result<()> {
+    /// Takes an idle worker's token, if one is offered.
+    fn claim_idle_worker(&self) -> bool {
+        self.idle
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Offers the calling worker's token: it is about to wait for a job.
+    /// Tokens never outnumber the workers started.
+    fn offer_idle_worker(&self) {
         let spawned = self.spawned.load(Relaxed);
-        if spawned >= self.max_workers
-            || control.sender.is_none()
-            || self.jobs.len() + incoming <= self.idle.load(SeqCst)
-        {
+        let _ = self
+            .idle
+            .fetch_update(SeqCst, SeqCst, |n| (n < spawned).then_some(n + 1));
+    }
+
+    /// Makes sure a worker will take the job being submitted: an idle one
+    /// (its token claimed), or a new one, unless `max_workers` run.
+    ///
+    /// Claiming, rather than reading a count of idle workers, is what keeps
+    /// a job from waiting behind a busy worker below `max_workers`: a worker
+    /// that has just taken a job may not have updated any count yet, but it
+    /// can no longer be claimed twice.
+    fn start_worker_if_needed(self: &Arc<Self>, control: &mut Control) -> std::io::Result<()> {
+        if self.claim_idle_worker() {
+            return Ok(());
+        }
+        let spawned = self.spawned.load(Relaxed);
+        if spawned >= self.max_workers || control.sender.is_none() {
             return Ok(());
         }
         let name = format!("{}_{spawned}", self.name_prefix);
         let shared = Arc::clone(self);
         self.workers.lock().live += 1;
-        self.idle.fetch_add(1, SeqCst);
+        // Counted before it starts, so its first offer is accepted.
+        self.spawned.store(spawned + 1, Relaxed);
         match thread::Builder::new()
             .name(name)
             .spawn(move || shared.worker_main())
         {
             Ok(handle) => {
                 control.threads.push(handle);
-                self.spawned.store(spawned + 1, Relaxed);
                 Ok(())
             }
             Err(e) => {
-                self.idle.fetch_sub(1, SeqCst);
+                self.spawned.store(spawned, Relaxed);
                 self.workers.lock().live -= 1;
                 Err(e)
             }
@@ -487,26 +508,16 @@ impl Shared {
                 return;
             }
         }
-        let became_idle = || {
-            self.idle.fetch_add(1, SeqCst);
-        };
+        // A new worker was started for a job already queued: it offers no
+        // token until it has run one.
         while let Ok(job) = self.jobs.recv() {
-            self.idle.fetch_sub(1, SeqCst);
-            if self.jobs.len() > self.idle.load(SeqCst)
-                && self.spawned.load(Relaxed) < self.max_workers
-            {
-                // A burst arrived faster than submits started workers:
-                // bring in help instead of leaving jobs behind a busy one.
-                let mut control = self.control.lock();
-                let _ = self.start_worker_if_needed(&mut control, 0);
-            }
             let ran = std::cell::Cell::new(false);
             job.run(&|| {
                 ran.set(true);
-                became_idle();
+                self.offer_idle_worker();
             });
             if !ran.get() {
-                became_idle();
+                self.offer_idle_worker();
             }
         }
     }

@@ -130,6 +130,18 @@ fn wait_until<'a, T: 'a>(
     };
     let mut done = futures.iter().filter(|f| f.done()).count();
     let mut failed = futures.iter().any(Future::failed);
+    // SPEC B7: a worker waiting on tasks of its own pool runs the ones
+    // nobody started, so a saturated pool cannot wait on itself.
+    let on_worker = crate::task_context::worker_pool() != 0;
+    for f in futures.iter().filter(|_| on_worker) {
+        if satisfied(done, failed) || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if f.run_inline_if_own_pool() {
+            done += 1;
+            failed |= f.failed();
+        }
+    }
     if !satisfied(done, failed) && deadline.is_none_or(|d| Instant::now() < d) {
         let waiter = Arc::new(SetWaiter::new());
         for (i, f) in futures.iter().enumerate() {
@@ -239,6 +251,9 @@ struct Completions<T> {
     /// `Some(None)`: a timeout too large to represent, i.e. none.
     deadline: Option<Option<Instant>>,
     timed_out: bool,
+    /// Whether the iterating thread is a pool worker (SPEC B7).
+    on_worker: bool,
+    inline_cursor: usize,
 }
 
 impl<T> Completions<T> {
@@ -257,6 +272,25 @@ impl<T> Completions<T> {
             waiter,
             deadline,
             timed_out: false,
+            on_worker: crate::task_context::worker_pool() != 0,
+            inline_cursor: 0,
+        }
+    }
+
+    /// SPEC B7: on a worker, runs one of our own pool's unstarted tasks
+    /// rather than wait for a worker that may never come; its completion
+    /// reaches the waiter like any other. A future that has left PENDING
+    /// never returns to it, so the cursor only moves forward: O(N) in all.
+    fn run_one_inline(&mut self) {
+        while self.inline_cursor < self.futures.len() {
+            let i = self.inline_cursor;
+            self.inline_cursor += 1;
+            if self.futures[i]
+                .as_ref()
+                .is_some_and(Future::run_inline_if_own_pool)
+            {
+                return;
+            }
         }
     }
 
@@ -274,6 +308,9 @@ impl<T> Completions<T> {
         }
         while self.remaining > 0 && !self.timed_out {
             let deadline = self.deadline.flatten();
+            if self.on_worker && self.waiter.is_empty() {
+                self.run_one_inline();
+            }
             match self.waiter.next_until(deadline) {
                 Some(i) => {
                     if let Some(f) = self.take(i) {

@@ -120,6 +120,11 @@ impl SetWaiter {
         }
     }
 
+    /// True when no completion is waiting to be taken.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state.lock().ready.is_empty()
+    }
+
     /// The next completed index, if one is already there.
     pub(crate) fn try_next(&self) -> Option<usize> {
         self.state.lock().ready.pop_front()

@@ -44,6 +44,31 @@ fn thread_name() -> String {
     thread::current().name().unwrap_or("<unnamed>").to_owned()
 }
 
+/// Starts `n` workers and leaves them idle, so that `n` tasks submitted
+/// at once surely run at once (each warm-up task is submitted after the
+/// previous one started, so the pool's start policy does not matter).
+fn warm(pool: &ThreadPoolExecutor, n: usize) {
+    let (open, closed) = gate();
+    let (started_tx, started) = unbounded();
+    let futures: Vec<Future<()>> = (0..n)
+        .map(|_| {
+            let (closed, started_tx) = (closed.clone(), started_tx.clone());
+            let f = pool
+                .submit(move || {
+                    started_tx.send(()).unwrap();
+                    let _ = closed.recv();
+                })
+                .unwrap();
+            recv(&started);
+            f
+        })
+        .collect();
+    drop(open);
+    for f in &futures {
+        settle(f).unwrap();
+    }
+}
+
 #[test]
 fn submit_returns_at_once_while_the_pool_is_saturated() {
     // SPEC E1
@@ -74,6 +99,7 @@ fn submit_returns_at_once_while_the_pool_is_saturated() {
 fn map_yields_results_in_input_order_whatever_the_completion_order() {
     // SPEC E2
     let pool = ThreadPoolExecutor::new(5).unwrap();
+    warm(&pool, 5);
     // Item i may only finish after item i + 1 did: completion order is
     // exactly the reverse of input order.
     let links: Vec<(Sender<()>, Receiver<()>)> = (0..5).map(|_| bounded(1)).collect();
@@ -83,7 +109,10 @@ fn map_yields_results_in_input_order_whatever_the_completion_order() {
         .map(
             move |i: usize| {
                 if i < 4 {
-                    chained[i].1.recv_timeout(LIMIT).expect("successor finished");
+                    chained[i]
+                        .1
+                        .recv_timeout(LIMIT)
+                        .expect("successor finished");
                 }
                 if i > 0 {
                     chained[i - 1].0.send(()).unwrap();
@@ -101,6 +130,27 @@ fn map_yields_results_in_input_order_whatever_the_completion_order() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(squares, (0..1000).map(|x| x * x).collect::<Vec<_>>());
+}
+
+#[test]
+fn map_may_borrow_its_input_for_the_maps_lifetime() {
+    // SPEC E2
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let words = [String::from("a"), "bb".into(), "ccc".into()];
+    let lens: Vec<usize> = pool
+        .map(|n: usize| n * 10, words.iter().map(String::len))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(lens, [10, 20, 30]);
+    let buffered: Vec<usize> = pool
+        .map_with(
+            |n: usize| n,
+            words.iter().map(String::len),
+            MapOptions::new().buffersize(1),
+        )
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(buffered, [1, 2, 3]);
 }
 
 #[test]
@@ -158,6 +208,7 @@ fn map_timeout_fails_the_late_item_then_ends_and_cancels_the_rest() {
 fn map_buffersize_bounds_how_many_items_are_submitted_ahead() {
     // SPEC E2
     let pool = ThreadPoolExecutor::new(8).unwrap();
+    warm(&pool, 8);
     let (open, closed) = gate();
     let (started_tx, started) = unbounded();
     let pulled = Arc::new(AtomicUsize::new(0));
@@ -305,23 +356,23 @@ fn shutdown_wait_true_waits_for_pending_work_and_for_the_workers() {
     let pool = Arc::new(ThreadPoolExecutor::new(2).unwrap());
     let (open, closed) = gate();
     let (exits_tx, exits) = unbounded();
-    let both_running = Arc::new(Barrier::new(3));
+    let (started_tx, started) = unbounded();
     let mut futures = Vec::new();
+    // One after the other, so both workers run one each.
     for i in 0..2 {
-        let (closed, exits_tx, both_running) =
-            (closed.clone(), exits_tx.clone(), Arc::clone(&both_running));
+        let (closed, exits_tx, started_tx) = (closed.clone(), exits_tx.clone(), started_tx.clone());
         futures.push(
             pool.submit(move || {
                 EXIT.with(|e| *e.borrow_mut() = Some(OnExit(exits_tx)));
-                both_running.wait();
+                started_tx.send(()).unwrap();
                 let _ = closed.recv();
                 i
             })
             .unwrap(),
         );
+        recv(&started);
     }
     drop(exits_tx);
-    both_running.wait();
     // Queued behind the two blocked workers.
     futures.extend((2..6).map(|i| pool.submit(move || i).unwrap()));
 
@@ -339,7 +390,10 @@ fn shutdown_wait_true_waits_for_pending_work_and_for_the_workers() {
     assert!(returned.try_recv().is_err());
     drop(open);
     let (all_done, exited) = shutdown.join().unwrap();
-    assert!(all_done, "shutdown(wait=true) returned before the work was done");
+    assert!(
+        all_done,
+        "shutdown(wait=true) returned before the work was done"
+    );
     assert_eq!(exited.len(), 2, "both workers had exited: {exited:?}");
     for (i, f) in futures.iter().enumerate() {
         assert_eq!(*f.result().unwrap(), i);
@@ -454,7 +508,10 @@ fn shutdown_wait_and_cancel_futures_cancels_before_it_waits() {
     assert!(!running.done());
     drop(open);
     shutdown.join().unwrap();
-    assert!(running.done(), "shutdown(wait=true) returned before the work was done");
+    assert!(
+        running.done(),
+        "shutdown(wait=true) returned before the work was done"
+    );
     assert_eq!(*running.result().unwrap(), 1);
 }
 
@@ -614,9 +671,9 @@ fn submit_after_shutdown_is_refused_with_the_task_given_back() {
 #[test]
 fn drop_is_shutdown_wait_true() {
     // SPEC E4
+    let pool = ThreadPoolExecutor::new(2).unwrap();
     let (open, closed) = gate();
     let (started_tx, started) = unbounded();
-    let pool = ThreadPoolExecutor::new(2).unwrap();
     let futures: Vec<Future<u32>> = (0..8)
         .map(|i| {
             let (closed, started_tx) = (closed.clone(), started_tx.clone());
@@ -640,7 +697,10 @@ fn drop_is_shutdown_wait_true() {
     // The tasks are blocked, so the drop cannot have returned.
     assert!(dropped.try_recv().is_err());
     drop(open);
-    assert!(dropper.join().unwrap(), "drop returned before the work was done");
+    assert!(
+        dropper.join().unwrap(),
+        "drop returned before the work was done"
+    );
     for (i, f) in futures.iter().enumerate() {
         assert_eq!(*f.result().unwrap(), i as u32);
     }
@@ -768,7 +828,10 @@ fn result_timeout_zero_polls_and_a_huge_timeout_waits_forever() {
             5
         })
         .unwrap();
-    assert!(matches!(f.result_timeout(Duration::ZERO), Err(Error::Timeout)));
+    assert!(matches!(
+        f.result_timeout(Duration::ZERO),
+        Err(Error::Timeout)
+    ));
     assert!(matches!(
         f.exception_timeout(Duration::ZERO),
         Err(Error::Timeout)
@@ -857,7 +920,10 @@ fn set_running_or_notify_cancel_twice_is_an_invalid_state() {
     cancelled.cancel();
     assert!(!cancelled.set_running_or_notify_cancel().unwrap());
     assert_eq!(
-        cancelled.set_running_or_notify_cancel().unwrap_err().state(),
+        cancelled
+            .set_running_or_notify_cancel()
+            .unwrap_err()
+            .state(),
         State::Cancelled
     );
     assert!(cancelled.cancelled());
@@ -873,7 +939,7 @@ fn a_task_error_converts_into_a_std_error_chain() {
     let source = std::error::Error::source(&e).expect("the task's error is the source");
     assert_eq!(source.to_string(), "disk full");
     // A panicking task never unwinds into the caller.
-    let panicked = pool.submit(|| panic!("inside")).unwrap();
+    let panicked = pool.submit(|| -> u8 { panic!("inside") }).unwrap();
     let caught = catch_unwind(AssertUnwindSafe(|| panicked.result().is_err()));
     assert!(matches!(caught, Ok(true)));
 }

@@ -49,6 +49,33 @@ fn cancel_races_start_and_completion() {
     });
 }
 
+// SPEC F1, F2: the same race while a callback is registered, which sends
+// the cancel through the locked path; the start must not slip in between.
+#[test]
+fn cancel_races_start_with_a_callback_registered() {
+    model(|| {
+        let f: Future<u32> = Future::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        f.add_done_callback(move |_| {
+            seen.fetch_add(1, SeqCst);
+        });
+        let worker = {
+            let f = f.clone();
+            thread::spawn(move || match f.set_running_or_notify_cancel() {
+                Ok(true) => f.set_result(7).is_ok(),
+                Ok(false) => false,
+                Err(e) => panic!("unexpected {e}"),
+            })
+        };
+        let cancelled = f.cancel();
+        let completed = worker.join().unwrap();
+        assert!(cancelled != completed, "exactly one of cancel and run wins");
+        assert_eq!(f.cancelled(), cancelled);
+        assert_eq!(calls.load(SeqCst), 1);
+    });
+}
+
 // SPEC F8: two completions race; one wins, the other gets its value back.
 #[test]
 fn set_result_races_set_result() {

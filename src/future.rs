@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, InvalidStateError, TaskError};
 use std::sync::Arc;
 
-use crate::sync::{AtomicU8, AtomicUsize, Mutex, UnsafeCell};
+use crate::sync::{AtomicU8, AtomicU32, Mutex, UnsafeCell};
 use crate::task_context::{self, TaskContext};
 use crate::waiter::{AsyncWaiter, SetWaiter, ThreadWaiter};
 
@@ -117,7 +117,9 @@ impl<T> Entry<T> {
 
 pub(crate) struct Inner<T> {
     state: AtomicU8,
-    handles: AtomicUsize,
+    /// 32 bits, so it shares a word with `state` and a pending future fits
+    /// the allocator's next smaller size class.
+    handles: AtomicU32,
     /// Identity of the pool that may run this task inline (0: none).
     origin: usize,
     entries: Mutex<Vec<Entry<T>>>,
@@ -181,7 +183,7 @@ impl<T> Inner<T> {
     fn new(origin: usize, slot: Slot<T>) -> Self {
         Inner {
             state: AtomicU8::new(PENDING),
-            handles: AtomicUsize::new(1),
+            handles: AtomicU32::new(1),
             origin,
             entries: Mutex::new(Vec::new()),
             slot: UnsafeCell::new(slot),
@@ -190,6 +192,15 @@ impl<T> Inner<T> {
 
     fn phase(&self) -> u8 {
         self.state.load(Acquire) & PHASE
+    }
+
+    /// Counts one more handle. Like `Arc`, aborts rather than wrap: four
+    /// billion handles to one future means a leak, and wrapping would let
+    /// `take_outcome` move a value others still read.
+    fn add_handle(&self) {
+        if self.handles.fetch_add(1, Relaxed) == u32::MAX {
+            std::process::abort();
+        }
     }
 
     fn identity(&self) -> usize {
@@ -249,7 +260,7 @@ impl<T> Inner<T> {
                 return Transition::Refused(s & PHASE);
             }
             if callback_handle {
-                self.handles.fetch_add(1, Relaxed);
+                self.add_handle();
             }
             match self.state.compare_exchange_weak(s, to, AcqRel, Acquire) {
                 Ok(_) => return Transition::Done(std::mem::take(&mut *entries)),
@@ -355,7 +366,11 @@ impl<T> Inner<T> {
                         w.notify(index);
                     }
                 }
-                Entry::Async(w) => w.notify(),
+                Entry::Async(w) => {
+                    if !w.is_closed() {
+                        w.notify();
+                    }
+                }
                 Entry::Callback(cb) => callbacks.push(cb),
             }
         }
@@ -532,12 +547,18 @@ impl<T> Future<T> {
             (None, Some(me)) => Some(task_context::enter_wait(me.task, inner.identity())?),
             _ => None,
         };
-        let waiter = Arc::new(ThreadWaiter::for_current_thread());
+        let waiter = ThreadWaiter::acquire();
         if inner.register(Entry::Thread(Arc::clone(&waiter))).is_err() {
+            ThreadWaiter::release(waiter);
             return Ok(());
         }
+        // Notified means done: the future notifies only after its final
+        // transition, and takes the entry out of its list as it does.
         let notified = waiter.park_until(deadline);
-        waiter.close();
+        if !notified {
+            waiter.close();
+        }
+        ThreadWaiter::release(waiter);
         if notified || self.done() {
             Ok(())
         } else {
@@ -1022,7 +1043,7 @@ impl<T> Default for Future<T> {
 
 impl<T> Clone for Future<T> {
     fn clone(&self) -> Self {
-        self.inner.handles.fetch_add(1, Relaxed);
+        self.inner.add_handle();
         Future {
             inner: Arc::clone(&self.inner),
         }

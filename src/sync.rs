@@ -6,7 +6,7 @@
 
 #[cfg(not(concurrent_futures_loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
     pub(crate) use std::thread::{Thread, current};
 
     pub(crate) use parking_lot::Mutex;
@@ -46,7 +46,7 @@ mod imp {
 #[cfg(concurrent_futures_loom)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
     pub(crate) use loom::thread::{Thread, current};
 
     /// loom's mutex with parking_lot's signature (no poisoning).

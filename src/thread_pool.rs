@@ -440,6 +440,13 @@ impl Shared {
         self as *const Shared as usize
     }
 
+    /// Whether every worker has started. From then on tokens cannot start
+    /// a thread, so nobody takes or offers them: two contended atomic
+    /// operations per task saved (threads never exit before shutdown).
+    fn full(&self) -> bool {
+        self.spawned.load(Relaxed) >= self.max_workers
+    }
+
     /// Takes an idle worker's token, if one is offered.
     fn claim_idle_worker(&self) -> bool {
         self.idle
@@ -451,6 +458,9 @@ impl Shared {
     /// Tokens never outnumber the workers started.
     fn offer_idle_worker(&self) {
         let spawned = self.spawned.load(Relaxed);
+        if spawned >= self.max_workers {
+            return;
+        }
         let _ = self
             .idle
             .fetch_update(SeqCst, SeqCst, |n| (n < spawned).then_some(n + 1));
@@ -464,7 +474,7 @@ impl Shared {
     /// that has just taken a job may not have updated any count yet, but it
     /// can no longer be claimed twice.
     fn start_worker_if_needed(self: &Arc<Self>, control: &mut Control) -> std::io::Result<()> {
-        if self.claim_idle_worker() {
+        if self.full() || self.claim_idle_worker() {
             return Ok(());
         }
         let spawned = self.spawned.load(Relaxed);

@@ -124,7 +124,8 @@ fn wait_until<'a, T: 'a>(
 ) -> DoneAndNotDone<T> {
     let futures = unique(fs);
     let satisfied = |done: usize, failed: bool| match return_when {
-        ReturnWhen::FirstCompleted => done > 0,
+        // Nothing to wait for is complete at once, as in CPython.
+        ReturnWhen::FirstCompleted => done > 0 || futures.is_empty(),
         ReturnWhen::FirstException => failed || done == futures.len(),
         ReturnWhen::AllCompleted => done == futures.len(),
     };

@@ -8,12 +8,22 @@
 //! marks itself closed: futures drop closed waiters lazily, which keeps
 //! giving up O(1) instead of O(futures).
 
+#[cfg(not(concurrent_futures_loom))]
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::Arc;
+#[cfg(not(concurrent_futures_loom))]
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::Waker;
 use std::time::Instant;
 
 use crate::sync::{AtomicBool, Mutex, Thread, current, park_until};
 use std::sync::atomic::Ordering::{Acquire, Release};
+
+#[cfg(not(concurrent_futures_loom))]
+thread_local! {
+    static CACHED: Cell<Option<Arc<ThreadWaiter>>> = const { Cell::new(None) };
+}
 
 /// Wakes one blocked thread (`result`, `exception`).
 #[derive(Debug)]
@@ -33,6 +43,29 @@ impl ThreadWaiter {
         }
     }
 
+    /// The calling thread's waiter, reused between waits: a blocking
+    /// `result()` then allocates nothing.
+    pub(crate) fn acquire() -> Arc<ThreadWaiter> {
+        #[cfg(not(concurrent_futures_loom))]
+        if let Some(w) = CACHED.with(Cell::take) {
+            w.notified.store(false, Relaxed);
+            return w;
+        }
+        Arc::new(ThreadWaiter::for_current_thread())
+    }
+
+    /// Hands the waiter back for reuse. Only a waiter nobody else refers
+    /// to is kept: one left registered on a future (a wait that timed out)
+    /// could still be notified for that future, so it is dropped instead.
+    pub(crate) fn release(this: Arc<ThreadWaiter>) {
+        #[cfg(not(concurrent_futures_loom))]
+        if Arc::strong_count(&this) == 1 && !this.is_closed() {
+            CACHED.with(|c| c.set(Some(this)));
+        }
+        #[cfg(concurrent_futures_loom)]
+        drop(this);
+    }
+
     pub(crate) fn notify(&self) {
         // ORDERING: Release pairs with the Acquire in `park_until`, so the
         // woken thread sees the state the notifier published before.
@@ -42,9 +75,22 @@ impl ThreadWaiter {
 
     /// Parks until notified or `deadline`; true when notified.
     ///
-    /// Loops on wake-up: `park` may return spuriously or for an unpark
-    /// meant for an earlier wait of the same thread.
+    /// Spins briefly first (a few microseconds, yielding), as crossbeam's
+    /// blocking operations do: a result that arrives that soon costs no
+    /// sleep and no wake-up, which are most of a round trip's latency. Then
+    /// parks, and loops on wake-up: `park` may return spuriously or for an
+    /// unpark meant for an earlier wait of the same thread.
     pub(crate) fn park_until(&self, deadline: Option<Instant>) -> bool {
+        #[cfg(not(concurrent_futures_loom))]
+        {
+            let backoff = crossbeam_utils::Backoff::new();
+            while !backoff.is_completed() {
+                if self.notified.load(Acquire) {
+                    return true;
+                }
+                backoff.snooze();
+            }
+        }
         loop {
             if self.notified.load(Acquire) {
                 return true;
@@ -170,8 +216,11 @@ impl AsyncWaiter {
         }
     }
 
+    /// The awaiting task went away: its waker is released now rather
+    /// than when the future completes.
     pub(crate) fn close(&self) {
         self.closed.store(true, Release);
+        drop(self.waker.lock().take());
     }
 
     pub(crate) fn is_closed(&self) -> bool {

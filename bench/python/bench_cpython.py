@@ -17,6 +17,7 @@ from CONFIG so both sides always measure the same thing.
 """
 
 import collections
+import itertools
 import json
 import statistics
 import sys
@@ -47,10 +48,13 @@ def seven():
 
 
 def warm_up(ex, workers):
-    """Starts every worker: CPython, like ours, spawns them lazily."""
+    """Starts every worker (CPython, like ours, spawns them lazily), then
+    runs a batch, as the harness's `warm_up` does."""
     barrier = threading.Barrier(workers)
     for f in [ex.submit(barrier.wait) for _ in range(workers)]:
         f.result()
+    batch = [ex.submit(identity, i) for i in range(10_000)]
+    assert sum(f.result() for f in batch) == 10_000 * 9_999 // 2
 
 
 def percentile(samples, q):
@@ -58,24 +62,27 @@ def percentile(samples, q):
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def per_round(cfg, total):
+    """`total` samples spread over the rounds: this many per round."""
+    return -(-total // cfg["rounds"])
+
+
 def submit_collect(ex, cfg):
     """Workload 1: submit N trivial tasks, then collect every result."""
     n = cfg["submit_n"]
-    runs = []
-    for _ in range(cfg["submit_reps"]):
-        start = now_ns()
-        fs = [ex.submit(identity, i) for i in range(n)]
-        total = sum(f.result() for f in fs)
-        runs.append((now_ns() - start) / n)
-        assert total == n * (n - 1) // 2
-    return statistics.median(runs)
+    start = now_ns()
+    fs = [ex.submit(identity, i) for i in range(n)]
+    total = sum(f.result() for f in fs)
+    elapsed = now_ns() - start
+    assert total == n * (n - 1) // 2
+    return elapsed / n
 
 
 def latency_parked(ex, cfg):
     """Workload 2a: one round trip at a time, the pool idle in between."""
     gap = cfg["parked_gap_us"] / 1e6
     samples = []
-    for _ in range(cfg["parked_samples"]):
+    for _ in range(per_round(cfg, cfg["parked_samples"])):
         time.sleep(gap)
         start = now_ns()
         ex.submit(seven).result()
@@ -98,7 +105,7 @@ def latency_busy(ex, cfg):
         t.start()
     samples = []
     try:
-        for _ in range(cfg["busy_samples"]):
+        for _ in range(per_round(cfg, cfg["busy_samples"])):
             start = now_ns()
             ex.submit(seven).result()
             samples.append(now_ns() - start)
@@ -118,7 +125,7 @@ def map_buffered(ex, cfg):
     n, k = cfg["map_n"], cfg["map_buffersize"]
     items = iter(range(n))
     start = now_ns()
-    window = collections.deque(ex.submit(double, x) for x in _take(items, k))
+    window = collections.deque(ex.submit(double, x) for x in itertools.islice(items, k))
     total = 0
     while window:
         f = window.popleft()
@@ -129,14 +136,6 @@ def map_buffered(ex, cfg):
     elapsed = now_ns() - start
     assert total == n * (n - 1)
     return elapsed / n
-
-
-def _take(it, k):
-    for _ in range(k):
-        x = next(it, None)
-        if x is None:
-            return
-        yield x
 
 
 def as_completed_done(ex, cfg):
@@ -167,7 +166,7 @@ def wait_first_completed(cfg):
     n = cfg["wait_n"]
     delay = cfg["wait_delay_ms"] / 1e3
     samples = []
-    for _ in range(cfg["wait_runs"]):
+    for _ in range(per_round(cfg, cfg["wait_runs"])):
         fs = [Future() for _ in range(n)]
         completed_at = []
 
@@ -188,25 +187,35 @@ def wait_first_completed(cfg):
         setter.join()
         assert len(done) == 1
         samples.append(returned_at - completed_at[0])
-    return statistics.median(samples)
+    return samples
 
 
 def run_main(cfg):
-    results = {}
-    with ThreadPoolExecutor(max_workers=cfg["workers"]) as ex:
-        warm_up(ex, cfg["workers"])
-        results["submit_collect_ns"] = submit_collect(ex, cfg)
-        parked = latency_parked(ex, cfg)
-        results["latency_parked_p50_ns"] = statistics.median(parked)
-        results["latency_parked_p99_ns"] = percentile(parked, 0.99)
-        busy = latency_busy(ex, cfg)
-        results["latency_busy_p50_ns"] = statistics.median(busy)
-        results["latency_busy_p99_ns"] = percentile(busy, 0.99)
-        results["map_buffered_ns"] = map_buffered(ex, cfg)
-        results["as_completed_done_ns"] = as_completed_done(ex, cfg)
-        results["as_completed_in_flight_ns"] = as_completed_in_flight(ex, cfg)
-    results["wait_first_completed_ns"] = wait_first_completed(cfg)
-    return results
+    """Workloads 1-5 in rounds, each on a fresh pool, as the harness does:
+    medians of the throughputs over rounds, latency samples pooled."""
+    samples = collections.defaultdict(list)
+    for _ in range(cfg["rounds"]):
+        with ThreadPoolExecutor(max_workers=cfg["workers"]) as ex:
+            warm_up(ex, cfg["workers"])
+            samples["submit_collect"].append(submit_collect(ex, cfg))
+            samples["parked"] += latency_parked(ex, cfg)
+            samples["busy"] += latency_busy(ex, cfg)
+            samples["map"].append(map_buffered(ex, cfg))
+            samples["done"].append(as_completed_done(ex, cfg))
+            samples["in_flight"].append(as_completed_in_flight(ex, cfg))
+        samples["wait"] += wait_first_completed(cfg)
+    median = statistics.median
+    return {
+        "submit_collect_ns": median(samples["submit_collect"]),
+        "latency_parked_p50_ns": median(samples["parked"]),
+        "latency_parked_p99_ns": percentile(samples["parked"], 0.99),
+        "latency_busy_p50_ns": median(samples["busy"]),
+        "latency_busy_p99_ns": percentile(samples["busy"], 0.99),
+        "map_buffered_ns": median(samples["map"]),
+        "as_completed_done_ns": median(samples["done"]),
+        "as_completed_in_flight_ns": median(samples["in_flight"]),
+        "wait_first_completed_ns": median(samples["wait"]),
+    }
 
 
 def status_kib(field):

@@ -13,16 +13,18 @@ pub struct Config {
     pub quick: bool,
     /// Worker threads of every pool, ours and the peers'.
     pub workers: usize,
+    /// Rounds of workloads 1-4: each round runs every peer once, on a
+    /// fresh pool, so a burst of load from elsewhere hits all peers alike.
+    /// Throughputs are the median over rounds; latency samples are pooled.
+    pub rounds: usize,
     /// Workload 1: tasks submitted before collecting.
     pub submit_n: usize,
-    /// Workload 1: runs; the median is reported.
-    pub submit_reps: usize,
-    /// Workload 2a: round trips with the pool parked in between.
+    /// Workload 2a: round trips with the pool parked in between, in all.
     pub parked_samples: usize,
     /// Workload 2a: pause before each round trip, long enough for every
     /// peer's workers to stop spinning and park.
     pub parked_gap_us: u64,
-    /// Workload 2b: round trips while loaders keep the pool busy.
+    /// Workload 2b: round trips while loaders keep the pool busy, in all.
     pub busy_samples: usize,
     /// Workload 2b: threads that keep submitting small tasks.
     pub busy_loaders: usize,
@@ -56,18 +58,18 @@ impl Config {
         Config {
             quick: false,
             workers: 2,
+            rounds: 3,
             submit_n: 200_000,
-            submit_reps: 3,
-            parked_samples: 1_000,
+            parked_samples: 1_200,
             parked_gap_us: 1_000,
-            busy_samples: 2_000,
+            busy_samples: 2_400,
             busy_loaders: 1,
             busy_window: 16,
             map_n: 1_000_000,
             map_buffersize: 128,
             as_completed_n: 100_000,
             wait_n: 10_000,
-            wait_runs: 11,
+            wait_runs: 12,
             wait_delay_ms: 50,
             mem_n: 1_000_000,
             idle_secs: 1.0,
@@ -75,13 +77,13 @@ impl Config {
         }
     }
 
-    /// A smoke run of about 20 s: a tenth of the sizes or less, so the
-    /// ratios are indicative only.
+    /// A smoke run of about 20 s: one round and a tenth of the sizes or
+    /// less, so the ratios are indicative only.
     pub fn quick() -> Self {
         Config {
             quick: true,
+            rounds: 1,
             submit_n: 20_000,
-            submit_reps: 1,
             parked_samples: 200,
             busy_samples: 400,
             map_n: 50_000,
@@ -92,6 +94,11 @@ impl Config {
             settle_ms: 50,
             ..Config::full()
         }
+    }
+
+    /// `total` samples spread over the rounds: this many per round.
+    pub fn per_round(&self, total: usize) -> usize {
+        total.div_ceil(self.rounds)
     }
 
     /// The config as the CPython script and the child processes read it.

@@ -1,1 +1,181 @@
-fn main() {}
+//! Benchmarks `concurrent-futures` against CPython's `concurrent.futures`,
+//! rayon, the `threadpool` crate, tokio's `spawn_blocking` and a minimal
+//! crossbeam-channel pool, all in one run, and prints the ratios.
+//!
+//! ```text
+//! cargo run --release -p concurrent-futures-bench             # ~2-3 min
+//! cargo run --release -p concurrent-futures-bench -- --quick  # ~20 s smoke
+//! cargo run --release -p concurrent-futures-bench -- --write  # + BENCHMARKS.md
+//! ```
+//!
+//! Layout: `peers` (who is compared, the `Pool` interface), `pools` and
+//! `crossbeam_pool` (the adapters), `workloads` (what is measured),
+//! `child` and `cpython` (what runs in other processes), `metrics`,
+//! `stats`, `sys` and `report` (numbers and their presentation).
+
+mod child;
+mod config;
+mod cpython;
+mod crossbeam_pool;
+mod metrics;
+mod peers;
+mod pools;
+mod report;
+mod stats;
+mod sys;
+mod workloads;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use config::Config;
+use metrics::Results;
+use peers::{Peer, with_pool};
+use report::Report;
+use workloads::Samples;
+
+const USAGE: &str = "\
+usage: concurrent-futures-bench [--quick] [--write]
+
+  --quick   smaller sizes, one repetition: a ~20 s smoke run
+  --write   also rewrite BENCHMARKS.md at the workspace root
+";
+
+/// Where `--write` puts the report: the workspace root.
+const BENCHMARKS_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../BENCHMARKS.md");
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        return child_main(&args[1..]);
+    }
+    let (mut quick, mut write) = (false, false);
+    for arg in &args {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--write" => write = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprint!("unknown argument {other:?}\n{USAGE}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let cfg = if quick {
+        Config::quick()
+    } else {
+        Config::full()
+    };
+    match run_all(&cfg, write) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--child KIND PEER CONFIG`: one measurement in a process of its own.
+fn child_main(args: &[String]) -> ExitCode {
+    let [kind, peer, json] = args else {
+        eprintln!("usage: --child KIND PEER CONFIG-JSON");
+        return ExitCode::FAILURE;
+    };
+    let (Some(kind), Some(peer)) = (child::Kind::from_name(kind), Peer::from_name(peer)) else {
+        eprintln!("unknown child kind {kind:?} or peer {peer:?}");
+        return ExitCode::FAILURE;
+    };
+    match Config::from_json(json) {
+        Ok(cfg) => {
+            child::run(kind, peer, &cfg);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bad config: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every workload for every peer, one after the other so they do not
+/// compete for the two cores; then the tables.
+fn run_all(cfg: &Config, write: bool) -> Result<(), String> {
+    let started = Instant::now();
+    let progress = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+    eprintln!(
+        "{} run, {} workers per pool, {} CPUs",
+        if cfg.quick { "quick" } else { "full" },
+        cfg.workers,
+        sys::nproc()
+    );
+    let mut results = Results::default();
+
+    // Before any pool exists: what measuring CPU time costs by itself.
+    progress("CPU floor (no pool)");
+    let cpu_floor = sys::cpu_micros_per_sec_over(cfg.idle_secs);
+
+    let mut samples: BTreeMap<Peer, Samples> = BTreeMap::new();
+    for round in 1..=cfg.rounds {
+        for peer in Peer::RUST {
+            progress(&format!("round {round}/{}: {peer}", cfg.rounds));
+            let samples = samples.entry(peer).or_default();
+            with_pool!(peer, P => workloads::measure_round::<P>(cfg, samples));
+        }
+        progress(&format!(
+            "round {round}/{}: ours, as_completed and wait",
+            cfg.rounds
+        ));
+        workloads::measure_futures_round(cfg, samples.entry(Peer::Ours).or_default());
+    }
+    for (&peer, samples) in &samples {
+        samples.summarize(&mut |metric, value| results.record(peer, metric, value));
+    }
+
+    for kind in child::Kind::ALL {
+        for peer in Peer::RUST {
+            progress(&format!("{peer}: {} (child process)", kind.name()));
+            let metrics = child::spawn(kind, peer, cfg)?;
+            results.record_json(peer, &metrics)?;
+        }
+    }
+
+    let mut python = None;
+    for mode in cpython::MODES {
+        progress(&format!("CPython: {mode}"));
+        match cpython::run(mode, cfg) {
+            Ok(run) => {
+                results.record_json(Peer::CPython, &run.results)?;
+                python = Some(run.version);
+            }
+            // A machine without python3 still gets the Rust comparison.
+            Err(e) => eprintln!("warning: CPython skipped: {e}"),
+        }
+    }
+
+    let report = Report {
+        cfg,
+        results: &results,
+        python,
+        cpu_floor,
+        wall: started.elapsed(),
+    };
+    println!("\n{}", report.results_table());
+    println!("Ratio in parentheses: peer / ours; above 1, we are faster.");
+    println!(
+        "CPU floor (this process before any pool, same measurement as row 7): {cpu_floor:.0} µs/s\n"
+    );
+    println!("{}", report.targets_table());
+    eprintln!("total {:.0} s", report.wall.as_secs_f64());
+    if write {
+        let existing = std::fs::read_to_string(BENCHMARKS_MD).ok();
+        let text = report::keep_hand_written(report.markdown(), existing.as_deref());
+        std::fs::write(BENCHMARKS_MD, text)
+            .map_err(|e| format!("cannot write {BENCHMARKS_MD}: {e}"))?;
+        eprintln!("wrote BENCHMARKS.md");
+    }
+    Ok(())
+}

@@ -109,10 +109,9 @@ impl Metric {
                 "5. wait(FIRST_COMPLETED) on {} pending, completion -> return",
                 k(cfg.wait_n)
             ),
-            Metric::MemoryPerPending => format!(
-                "6. memory per pending future ({} pending)",
-                k(cfg.mem_n)
-            ),
+            Metric::MemoryPerPending => {
+                format!("6. memory per pending future ({} pending)", k(cfg.mem_n))
+            }
             Metric::IdlePoolCpu => "7a. idle pool CPU".into(),
             Metric::BlockedWaiterCpu => "7b. thread blocked in result() CPU".into(),
         }
@@ -150,7 +149,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

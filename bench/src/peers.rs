@@ -42,7 +42,8 @@ impl Peer {
     ];
 
     /// The Rust peers other than ours.
-    pub const RUST_OTHERS: [Peer; 4] = [Peer::Rayon, Peer::Threadpool, Peer::Tokio, Peer::Crossbeam];
+    pub const RUST_OTHERS: [Peer; 4] =
+        [Peer::Rayon, Peer::Threadpool, Peer::Tokio, Peer::Crossbeam];
 
     /// The command-line and table name.
     pub fn name(self) -> &'static str {
@@ -136,7 +137,6 @@ pub trait Pool: Send + Sync + Sized + 'static {
 /// Runs `$body` with the type alias `$pool` naming the [`Pool`] of the
 /// Rust peer `$peer`; a generic function cannot take the type from a
 /// runtime value, a `match` can.
-#[macro_export]
 macro_rules! with_pool {
     ($peer:expr, $pool:ident => $body:expr) => {
         match $peer {
@@ -166,3 +166,5 @@ macro_rules! with_pool {
         }
     };
 }
+
+pub(crate) use with_pool;

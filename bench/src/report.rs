@@ -1,0 +1,407 @@
+//! The results as Markdown: the table printed after every run, the
+//! issue's targets checked against it, and the whole of BENCHMARKS.md.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::metrics::{Metric, Results, Unit, sig3, thousands};
+use crate::peers::Peer;
+use crate::sys;
+
+/// The documented command; `--write` is how BENCHMARKS.md was made.
+pub const COMMAND: &str = "cargo run --release -p concurrent-futures-bench";
+
+/// BENCHMARKS.md below this line is written by hand (the analysis of the
+/// numbers); `--write` regenerates what is above it and keeps the rest.
+pub const KEEP_MARKER: &str = "<!-- Written by hand below this line: `--write` keeps it. -->";
+
+/// The workspace lock file, read at build time so the report names the
+/// peer versions that were actually compiled in.
+const CARGO_LOCK: &str = include_str!("../../Cargo.lock");
+
+/// A run, ready to print.
+pub struct Report<'a> {
+    pub cfg: &'a Config,
+    pub results: &'a Results,
+    /// `None` when python3 could not be run.
+    pub python: Option<String>,
+    /// CPU µs/s of this process before any pool existed: row 7's floor.
+    pub cpu_floor: f64,
+    pub wall: Duration,
+}
+
+/// One target of the issue, checked.
+struct Target {
+    goal: &'static str,
+    measured: String,
+    /// `None` when a number it needs is missing.
+    met: Option<bool>,
+}
+
+impl Report<'_> {
+    /// The results table, one row per metric, one column per peer;
+    /// every peer cell carries its ratio to ours.
+    pub fn results_table(&self) -> String {
+        let mut out = String::from("| Workload |");
+        for peer in Peer::ALL {
+            write!(out, " {peer} |").unwrap();
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---:|".repeat(Peer::ALL.len()));
+        out.push('\n');
+        for metric in Metric::ALL {
+            write!(out, "| {} |", metric.label(self.cfg)).unwrap();
+            for peer in Peer::ALL {
+                write!(out, " {} |", self.cell(metric, peer)).unwrap();
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn cell(&self, metric: Metric, peer: Peer) -> String {
+        let Some(value) = self.results.get(metric, peer) else {
+            return "n/a".into();
+        };
+        let shown = metric.unit().format(value);
+        match self.results.ratio(metric, peer) {
+            Some(ratio) if peer != Peer::Ours => format!("{shown} ({}×)", sig3(ratio)),
+            _ => shown,
+        }
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let r = self.results;
+        let ours = |m| r.get(m, Peer::Ours);
+        let vs_cpython = |goal, metric, times: f64| {
+            let ratio = r.ratio(metric, Peer::CPython);
+            Target {
+                goal,
+                measured: ratio.map_or("n/a".into(), |x| format!("{}× faster", sig3(x))),
+                met: ratio.map(|x| x >= times),
+            }
+        };
+        let at_most = |goal, metric: Metric, limit: f64| {
+            let value = ours(metric);
+            Target {
+                goal,
+                measured: value.map_or("n/a".into(), |v| metric.unit().format(v)),
+                met: value.map(|v| v <= limit),
+            }
+        };
+        let fastest_rust = Peer::RUST_OTHERS
+            .into_iter()
+            .filter_map(|p| Some((p, r.get(Metric::SubmitCollect, p)?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let within_fastest = match (ours(Metric::SubmitCollect), fastest_rust) {
+            (Some(o), Some((peer, best))) => Target {
+                goal: "submit + collect within 1.2× of the fastest Rust peer",
+                measured: format!(
+                    "{} vs {peer} {}: {}× its time",
+                    Unit::Nanos.format(o),
+                    Unit::Nanos.format(best),
+                    sig3(o / best)
+                ),
+                met: Some(o <= 1.2 * best),
+            },
+            _ => Target {
+                goal: "submit + collect within 1.2× of the fastest Rust peer",
+                measured: "n/a".into(),
+                met: None,
+            },
+        };
+        vec![
+            vs_cpython(
+                "submit + collect ≥ 50× faster than CPython",
+                Metric::SubmitCollect,
+                50.0,
+            ),
+            within_fastest,
+            vs_cpython(
+                "round trip ≥ 10× faster than CPython, parked pool (median)",
+                Metric::LatencyParkedP50,
+                10.0,
+            ),
+            vs_cpython(
+                "round trip ≥ 10× faster than CPython, busy pool (median)",
+                Metric::LatencyBusyP50,
+                10.0,
+            ),
+            at_most(
+                "memory per pending future ≤ 128 B plus the closure (zero-sized here)",
+                Metric::MemoryPerPending,
+                128.0,
+            ),
+            at_most(
+                "as_completed ≤ 0.5 µs per future over 100k (row 4a)",
+                Metric::AsCompletedDone,
+                500.0,
+            ),
+            at_most(
+                "wait(FIRST_COMPLETED) on 10k pending returns ≤ 1 ms after the completion",
+                Metric::WaitFirstCompleted,
+                1e6,
+            ),
+            at_most(
+                "idle pool uses ~no CPU (< 1 ms per s)",
+                Metric::IdlePoolCpu,
+                1000.0,
+            ),
+            at_most(
+                "thread blocked in result() uses ~no CPU (< 1 ms per s)",
+                Metric::BlockedWaiterCpu,
+                1000.0,
+            ),
+        ]
+    }
+
+    pub fn targets_table(&self) -> String {
+        let mut out = String::from("| Target | Measured (ours) | Met |\n|---|---|---|\n");
+        for t in self.targets() {
+            let met = match t.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "n/a",
+            };
+            writeln!(out, "| {} | {} | {met} |", t.goal, t.measured).unwrap();
+        }
+        out
+    }
+
+    /// The whole of BENCHMARKS.md.
+    pub fn markdown(&self) -> String {
+        let cfg = self.cfg;
+        let mut out = String::new();
+        let mode = if cfg.quick {
+            " -- --quick --write"
+        } else {
+            " -- --write"
+        };
+        writeln!(out, "# Benchmarks\n").unwrap();
+        writeln!(
+            out,
+            "Made by `{COMMAND}{mode}` on {}, in {:.0} s.\n",
+            sys::today_utc(),
+            self.wall.as_secs_f64()
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "**These numbers are from one run on a shared, noisy {}-core machine \
+             (other builds and tests were running): the ratios matter, not the \
+             absolute times.** Every peer ran in the same run, one after the \
+             other, with the same number of workers: **{}**.{}\n",
+            sys::nproc(),
+            cfg.workers,
+            if cfg.quick {
+                " This was a `--quick` run (smaller sizes, one round): \
+                 indicative only."
+            } else {
+                ""
+            }
+        )
+        .unwrap();
+        writeln!(out, "## Machine\n").unwrap();
+        writeln!(out, "- nproc: {}", sys::nproc()).unwrap();
+        writeln!(out, "- CPU: {}", sys::cpu_model()).unwrap();
+        writeln!(out, "- Linux {}", sys::kernel()).unwrap();
+        writeln!(
+            out,
+            "- CPython {}",
+            self.python.as_deref().unwrap_or("not available")
+        )
+        .unwrap();
+        writeln!(out, "- peers: {}\n", peer_versions()).unwrap();
+        writeln!(out, "## Results\n").unwrap();
+        writeln!(
+            out,
+            "Each peer cell shows its value and, in parentheses, the ratio \
+             peer / ours: **above 1 we are faster** (or smaller, or leaner). \
+             n/a: not measured for that peer (see the notes).\n"
+        )
+        .unwrap();
+        out.push_str(&self.results_table());
+        writeln!(out, "\n## Targets from the issue\n").unwrap();
+        out.push_str(&self.targets_table());
+        writeln!(out, "\n## What each row measures\n").unwrap();
+        out.push_str(&notes(cfg, self.cpu_floor));
+        writeln!(out, "\n## Running it\n").unwrap();
+        writeln!(
+            out,
+            "- `{COMMAND}`: everything, about 2-3 minutes on 2 cores \
+             (most of it in CPython); prints both tables.\n\
+             - `{COMMAND} -- --quick`: the CI smoke run, about 20 s, with a \
+             tenth of the sizes or less.\n\
+             - `-- --write` also rewrites this file.\n\
+             - The harness is `bench/src`; CPython's side is \
+             `bench/python/bench_cpython.py`, run with `python3`."
+        )
+        .unwrap();
+        out
+    }
+}
+
+/// The generated report followed by the hand-written part of `existing`
+/// (from [`KEEP_MARKER`] on), if it has one.
+pub fn keep_hand_written(generated: String, existing: Option<&str>) -> String {
+    match existing.and_then(|text| text.find(KEEP_MARKER).map(|at| &text[at..])) {
+        Some(kept) => format!("{generated}\n{kept}"),
+        None => generated,
+    }
+}
+
+/// What every row measures and how each peer does it.
+fn notes(cfg: &Config, cpu_floor: f64) -> String {
+    let k = |n: usize| thousands(n as u64);
+    format!(
+        "\
+- Pools: ours is `ThreadPoolExecutor::new({w})`; CPython's \
+`ThreadPoolExecutor(max_workers={w})`; rayon a `ThreadPool` of {w} threads \
+with `spawn` + a `oneshot` channel per task; `threadpool::ThreadPool::new({w})` \
++ oneshot; tokio `spawn_blocking` on a multi-thread runtime with \
+`max_blocking_threads({w})` (one async worker, which only drives `block_on`); \
+crossbeam: {w} threads receiving `Box<dyn FnOnce>` from one unbounded \
+channel, + oneshot. Every pool is warmed up (all workers started) first.
+- Rounds: workloads 1-5 run in {rounds} round(s); each round gives every Rust \
+peer a fresh, warmed-up pool in turn, so a burst of outside load hits them \
+alike. Throughput rows are the median over rounds; latency samples are pooled \
+over rounds. CPython runs the same rounds in its own process afterwards.
+- 1: submit {submit} tasks returning their index, then join them in order \
+(tokio: one `block_on` over all handles).
+- 2a: {parked} round trips (submit one task, wait for its result), each \
+after a {gap} µs sleep so the workers have parked. 2b: {busy} back-to-back \
+round trips while {loaders} loader thread(s) keep submitting batches of \
+{window} small tasks to the same pool and joining them. On 2 cores the \
+loaders, the workers and the measuring thread compete for the CPUs, so the \
+p99 rows are mostly scheduler time slices.
+- 3: ours is `map_with(|x| x * 2, 0..{map}, MapOptions::new().buffersize({buf}))`; \
+CPython 3.11 has no `buffersize`, so the script runs Python 3.14's algorithm \
+(a window of {buf} futures, one more submitted as each result is taken); \
+the Rust peers run the same window over their handles.
+- 4a: `as_completed` over {asc} futures that are all done (submitted, then \
+`wait(ALL_COMPLETED)`), so only `as_completed` and `result()` are timed. \
+Ours and CPython only. 4b: submit {asc} tasks and take them as they complete, \
+submission included. The Rust peers have no `as_completed`: each task sends \
+its result on one shared crossbeam channel, which the caller drains (the \
+per-task oneshot/JoinHandle is still made and dropped).
+- 5: {wait_n} stand-alone pending futures (`Future::new()`, CPython `Future()`); \
+`wait(FIRST_COMPLETED)` on them while another thread, {delay} ms later (by then \
+registration is long done; CPython's script also checks every future has its \
+waiter), calls `set_result` on one. Time from just before `set_result` to \
+`wait`'s return, median of {runs} runs. Ours and CPython only: the Rust \
+peers have no `wait`.
+- 6: a fresh process per peer; its pool's single worker is held on a \
+channel, then {mem} tasks are submitted and stay pending. Peak RSS \
+(`VmHWM`) minus RSS before submitting, divided by {mem}. The tasks capture \
+nothing (zero-sized closures), so this is each pool's own per-task cost: \
+ours is the future's shared state plus the queue slot; the library peers' \
+include their boxed job, the oneshot channel and its sender captured in the \
+job; CPython's a `Future`, a `_WorkItem` and the queue entry. The caller's \
+vector of handles is allocated and touched before the baseline, so it is \
+not counted.
+- 7: a fresh process per peer. 7a: CPU time of the whole process \
+(`CLOCK_PROCESS_CPUTIME_ID`; CPython `time.process_time()`) over {idle} s \
+of an idle pool with every worker started, after {settle} ms to settle. 7b: \
+the same with one more thread blocked on the result of a task that waits on \
+a channel, i.e. a future that does not complete (ours: `result()`; the \
+peers: oneshot `recv` / `block_on(JoinHandle)`). For scale, the harness's own \
+process measured {floor:.0} µs/s the same way before it had any pool. A ratio \
+is shown only when ours is above 100 µs/s; below that both are noise.
+",
+        w = cfg.workers,
+        submit = k(cfg.submit_n),
+        rounds = cfg.rounds,
+        parked = k(cfg.parked_samples),
+        gap = cfg.parked_gap_us,
+        busy = k(cfg.busy_samples),
+        loaders = cfg.busy_loaders,
+        window = cfg.busy_window,
+        map = k(cfg.map_n),
+        buf = cfg.map_buffersize,
+        asc = k(cfg.as_completed_n),
+        wait_n = k(cfg.wait_n),
+        delay = cfg.wait_delay_ms,
+        runs = cfg.wait_runs,
+        mem = k(cfg.mem_n),
+        idle = cfg.idle_secs,
+        settle = cfg.settle_ms,
+        floor = cpu_floor,
+    )
+}
+
+/// `rayon 1.12.0, ...`: the peer crates as Cargo.lock pins them.
+fn peer_versions() -> String {
+    [
+        "rayon",
+        "threadpool",
+        "tokio",
+        "crossbeam-channel",
+        "oneshot",
+    ]
+    .into_iter()
+    .map(|name| format!("{name} {}", locked_version(CARGO_LOCK, name).unwrap_or("?")))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// The version of package `name` in a Cargo.lock.
+fn locked_version<'a>(lock: &'a str, name: &str) -> Option<&'a str> {
+    let wanted = format!("name = \"{name}\"");
+    let mut lines = lock.lines();
+    lines.find(|l| *l == wanted)?;
+    lines
+        .next()?
+        .strip_prefix("version = \"")?
+        .strip_suffix('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_locked_versions() {
+        let lock = "[[package]]\nname = \"rayon\"\nversion = \"1.12.0\"\n";
+        assert_eq!(locked_version(lock, "rayon"), Some("1.12.0"));
+        assert_eq!(locked_version(lock, "tokio"), None);
+        assert!(locked_version(CARGO_LOCK, "tokio").is_some());
+    }
+
+    #[test]
+    fn write_keeps_the_hand_written_tail() {
+        let old = format!("# old numbers\n{KEEP_MARKER}\n## Analysis\nkept\n");
+        let new = keep_hand_written("# new numbers\n".into(), Some(&old));
+        assert_eq!(
+            new,
+            format!("# new numbers\n\n{KEEP_MARKER}\n## Analysis\nkept\n")
+        );
+        assert_eq!(
+            keep_hand_written("# new\n".into(), Some("# old\n")),
+            "# new\n"
+        );
+        assert_eq!(keep_hand_written("# new\n".into(), None), "# new\n");
+    }
+
+    #[test]
+    fn tables_have_a_row_per_metric_and_target() {
+        let cfg = Config::quick();
+        let mut results = Results::default();
+        results.record(Peer::Ours, Metric::SubmitCollect, 100.0);
+        results.record(Peer::CPython, Metric::SubmitCollect, 6_000.0);
+        results.record(Peer::Rayon, Metric::SubmitCollect, 90.0);
+        let report = Report {
+            cfg: &cfg,
+            results: &results,
+            python: None,
+            cpu_floor: 30.0,
+            wall: Duration::from_secs(1),
+        };
+        let table = report.results_table();
+        assert_eq!(table.lines().count(), 2 + Metric::ALL.len());
+        assert!(table.contains("| 100 ns | 6.00 µs (60.0×) | 90 ns (0.90×) |"));
+        let targets = report.targets_table();
+        assert!(targets.contains("| 60.0× faster | yes |"));
+        assert!(targets.contains("1.11× its time | yes |"));
+    }
+}

@@ -49,6 +49,14 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// timed nor lost when its worker dies: it goes back to the queue.
 const CALLS_AHEAD: usize = 1;
 
+/// Only calls this small are sent ahead. A call sent ahead waits in the
+/// pipe while the worker executes, so it must fit the pipe's buffer (64
+/// KiB by default) with room to spare: then writing it never blocks, and a
+/// thread writing it can never wait on a worker that is itself waiting to
+/// write a large result back (DESIGN: reads and writes never block each
+/// other). Larger calls go only to workers that are reading.
+const SEND_AHEAD_MAX_BYTES: usize = 16 * 1024;
+
 /// What the engine is configured with.
 pub(crate) struct EngineConfig {
     pub(crate) max_workers: usize,
@@ -77,6 +85,13 @@ enum Queued {
 }
 
 impl Queued {
+    fn payload_len(&self) -> usize {
+        match self {
+            Queued::Fresh(j) => j.call.payload.len(),
+            Queued::Requeued(r) => r.call.payload.len(),
+        }
+    }
+
     fn into_sink(self) -> Box<dyn Sink> {
         match self {
             Queued::Fresh(j) => j.sink,
@@ -115,6 +130,10 @@ struct State {
     workers: Vec<Worker>,
     /// Spawns requested and not yet in `workers`.
     starting: usize,
+    /// Workers removed whose futures are still being settled: shutdown
+    /// waits for these too, so that it returns only when every future a
+    /// worker's end fails is done.
+    exiting: usize,
     broken: Option<BrokenExecutor>,
     shut_down: bool,
     next_worker: u64,
@@ -126,8 +145,12 @@ struct Worker {
     pid: u32,
     pidfd: Arc<OwnedFd>,
     /// `None` once told to exit (its input closed).
-    writer: Option<Arc<Mutex<File>>>,
+    writer: Option<Arc<Pipe>>,
     started: Instant,
+    /// The worker's loop answered: its entry ran.
+    handshaken: bool,
+    /// Handshaken and initialized: calls sent now start executing, so
+    /// their timeouts may start counting.
     ready: bool,
     /// Calls sent to the worker, oldest first: the first is executing, the
     /// rest wait in its pipe (see [`CALLS_AHEAD`]).
@@ -152,8 +175,8 @@ struct Running {
 enum Stop {
     /// Over the per-task timeout (SPEC B1).
     Timeout,
-    /// Its running call was cancelled (SPEC B2).
-    Cancelled,
+    /// Its executing call, this one, was cancelled (SPEC B2).
+    Cancelled { call_id: u64 },
     /// `max_tasks_per_child` reached (SPEC P7).
     Retired,
     /// Shutdown: no more work.
@@ -164,11 +187,39 @@ enum Stop {
     NeverReady,
 }
 
-/// A frame to write after the state lock is released.
-struct Outgoing {
-    writer: Arc<Mutex<File>>,
-    message: ToWorker,
-    payload: Vec<u8>,
+/// The pool's end of a worker's input.
+///
+/// Frames are queued in the outbox under the state lock, in dispatch
+/// order, and written later by whichever thread gets the file first,
+/// oldest first. Writing straight from the dispatching threads could
+/// reorder two calls for one worker (two threads, each released from the
+/// state lock with one frame), and the worker answers in the order it
+/// reads.
+struct Pipe {
+    outbox: Mutex<VecDeque<(ToWorker, Vec<u8>)>>,
+    file: Mutex<File>,
+}
+
+impl Pipe {
+    fn new(file: File) -> Self {
+        Pipe {
+            outbox: Mutex::new(VecDeque::new()),
+            file: Mutex::new(file),
+        }
+    }
+
+    /// Writes every queued frame; a frame queued meanwhile by another
+    /// thread is written by whoever holds the file then.
+    fn flush_outbox(&self) {
+        let mut file = self.file.lock();
+        loop {
+            let Some((message, payload)) = self.outbox.lock().pop_front() else {
+                return;
+            };
+            // A write to a dead worker fails; its reader reports the death.
+            let _ = write_frame(&mut *file, &message, &payload).and_then(|()| file.flush());
+        }
+    }
 }
 
 /// Futures to settle after the state lock is released: settling runs
@@ -177,16 +228,14 @@ struct Outgoing {
 struct Settle {
     failed: Vec<(Box<dyn Sink>, Error)>,
     cancelled: Vec<Box<dyn Sink>>,
-    sends: Vec<Outgoing>,
+    /// Pipes with frames to write.
+    sends: Vec<Arc<Pipe>>,
 }
 
 impl Settle {
     fn run(self) {
-        for send in self.sends {
-            let mut file = send.writer.lock();
-            // A write to a dead worker fails; its reader reports the death.
-            let _ =
-                write_frame(&mut *file, &send.message, &send.payload).and_then(|()| file.flush());
+        for pipe in self.sends {
+            pipe.flush_outbox();
         }
         for (sink, error) in self.failed {
             sink.fail(error);
@@ -239,6 +288,45 @@ impl Engine {
         engine
     }
 
+    /// An engine that refuses all work with `reason` and starts nothing.
+    pub(crate) fn refusing(reason: String) -> Arc<Engine> {
+        let (supervisor, _) = crossbeam_channel::unbounded();
+        let state = State {
+            broken: Some(BrokenExecutor::new(BrokenKind::ProcessPool, reason)),
+            ..State::default()
+        };
+        Arc::new(Engine {
+            config: EngineConfig {
+                max_workers: 1,
+                max_tasks_per_child: None,
+                self_healing: false,
+                task_timeout: None,
+                initializer: None,
+            },
+            state: Mutex::new(state),
+            worker_gone: Condvar::new(),
+            supervisor,
+        })
+    }
+
+    /// A snapshot for `Debug`: (worker pid, calls in flight, handshaken),
+    /// queued calls, starting, broken, shut down.
+    pub(crate) fn snapshot(&self) -> (Vec<(u32, usize, bool)>, usize, usize, bool, bool) {
+        let state = self.state.lock();
+        let workers = state
+            .workers
+            .iter()
+            .map(|w| (w.pid, w.in_flight.len(), w.handshaken))
+            .collect();
+        (
+            workers,
+            state.queue.len(),
+            state.starting,
+            state.broken.is_some(),
+            state.shut_down,
+        )
+    }
+
     pub(crate) fn max_workers(&self) -> usize {
         self.config.max_workers
     }
@@ -268,13 +356,20 @@ impl Engine {
     /// shut down with nothing left, and asks for workers that are missing.
     fn dispatch(&self, state: &mut State) -> Settle {
         let mut settle = Settle::default();
-        let full = state.workers.iter().filter(|w| w.stop.is_none()).count() + state.starting
-            >= self.config.max_workers;
-        let depth = if full { 1 + CALLS_AHEAD } else { 1 };
+        // Send ahead only once every worker runs: a worker still starting
+        // will take the call sooner than a busy one.
+        let full = state.starting == 0
+            && state.workers.iter().filter(|w| w.stop.is_none()).count() >= self.config.max_workers;
         while !state.queue.is_empty() {
             // The least busy worker, so calls go ahead only when no worker
             // is idle.
             let max_tasks = self.config.max_tasks_per_child;
+            let ahead_ok = full
+                && state
+                    .queue
+                    .front()
+                    .is_some_and(|q| q.payload_len() <= SEND_AHEAD_MAX_BYTES);
+            let depth = if ahead_ok { 1 + CALLS_AHEAD } else { 1 };
             let Some(worker) = state
                 .workers
                 .iter_mut()
@@ -299,7 +394,7 @@ impl Engine {
             };
             let call_id = state.next_call;
             state.next_call += 1;
-            let deadline = if worker.in_flight.is_empty() {
+            let deadline = if worker.in_flight.is_empty() && worker.ready {
                 self.deadline_from_now()
             } else {
                 None
@@ -319,11 +414,8 @@ impl Engine {
             } else {
                 (call.payload.clone(), Some(call))
             };
-            settle.sends.push(Outgoing {
-                writer: Arc::clone(writer),
-                message,
-                payload,
-            });
+            writer.outbox.lock().push_back((message, payload));
+            settle.sends.push(Arc::clone(writer));
             worker.in_flight.push_back(Running {
                 call_id,
                 sink: Some(sink),
@@ -389,7 +481,7 @@ impl Engine {
         }
     }
 
-    fn on_ready(&self, worker_id: u64, image_check: isize) {
+    fn on_handshake(&self, worker_id: u64, image_check: isize) {
         let settle = {
             let mut state = self.state.lock();
             let mut settle = Settle::default();
@@ -397,11 +489,33 @@ impl Engine {
                 let reason = "a worker process runs a different executable image".to_owned();
                 Engine::break_pool(&mut state, reason, &mut settle);
             } else if let Some(w) = state.workers.iter_mut().find(|w| w.id == worker_id) {
-                w.ready = true;
+                w.handshaken = true;
+                if self.config.initializer.is_none() {
+                    self.mark_ready(w);
+                }
             }
             settle
         };
         settle.run();
+    }
+
+    fn on_initialized(&self, worker_id: u64) {
+        let mut state = self.state.lock();
+        if let Some(w) = state.workers.iter_mut().find(|w| w.id == worker_id) {
+            self.mark_ready(w);
+        }
+    }
+
+    /// The worker executes calls from now on: the one it got before it
+    /// was ready starts its timeout now, so that start-up and the
+    /// initializer do not count against it.
+    fn mark_ready(&self, worker: &mut Worker) {
+        worker.ready = true;
+        if let Some(head) = worker.in_flight.front_mut() {
+            if head.deadline.is_none() {
+                head.deadline = self.deadline_from_now();
+            }
+        }
     }
 
     fn on_init_failed(&self, message: String) {
@@ -477,7 +591,9 @@ impl Engine {
             };
             let mut worker = state.workers.swap_remove(index);
             let death = WorkerDeath::new(worker.pid, cause);
-            let executing = worker.in_flight.pop_front().and_then(|r| r.sink);
+            let head = worker.in_flight.pop_front();
+            let head_id = head.as_ref().map(|r| r.call_id);
+            let executing = head.and_then(|r| r.sink);
             let waiting = std::mem::take(&mut worker.in_flight);
             let entry_missing = || {
                 format!(
@@ -488,7 +604,13 @@ impl Engine {
             };
             let failure = match worker.stop {
                 Some(Stop::Timeout) => Some(Error::Timeout),
-                Some(Stop::Cancelled) => Some(Error::Cancelled),
+                // The cancelled call may have finished just before the
+                // kill, the next one then dying in its place: that one did
+                // not ask to be cancelled, its worker died under it.
+                Some(Stop::Cancelled { call_id }) if head_id != Some(call_id) => {
+                    Some(Error::WorkerDied(death))
+                }
+                Some(Stop::Cancelled { .. }) => Some(Error::Cancelled),
                 // Exiting by itself before its loop started means the
                 // worker ran something else: most likely `main`, because
                 // the entry before `main` was not linked.
@@ -496,7 +618,7 @@ impl Engine {
                     Engine::break_pool(&mut state, entry_missing(), &mut settle);
                     None
                 }
-                None if !worker.ready && matches!(cause, ExitCause::Code(_)) => {
+                None if !worker.handshaken && matches!(cause, ExitCause::Code(_)) => {
                     Engine::break_pool(&mut state, entry_missing(), &mut settle);
                     None
                 }
@@ -554,10 +676,17 @@ impl Engine {
                 settle.failed.extend(more.failed);
                 settle.cancelled.extend(more.cancelled);
             }
-            self.worker_gone.notify_all();
+            state.exiting += 1;
             settle
         };
         settle.run();
+        self.exited();
+    }
+
+    /// A worker's end is fully settled.
+    fn exited(&self) {
+        self.state.lock().exiting -= 1;
+        self.worker_gone.notify_all();
     }
 
     /// Starts one worker; called on the supervisor thread.
@@ -589,9 +718,10 @@ impl Engine {
                     let reason = format!("could not start a worker process: {e}");
                     Engine::break_pool(&mut state, reason, &mut settle);
                 }
-                self.worker_gone.notify_all();
+                state.exiting += 1;
                 drop(state);
                 settle.run();
+                self.exited();
                 return;
             }
         };
@@ -601,8 +731,9 @@ impl Engine {
             id,
             pid,
             pidfd: Arc::new(pidfd),
-            writer: Some(Arc::new(Mutex::new(to_child))),
+            writer: Some(Arc::new(Pipe::new(to_child))),
             started: Instant::now(),
+            handshaken: false,
             ready: false,
             in_flight: VecDeque::new(),
             tasks_done: 0,
@@ -637,8 +768,9 @@ impl Engine {
         loop {
             match read_frame::<FromWorker>(&mut input) {
                 Ok(Some((FromWorker::Ready { image_check, .. }, _))) => {
-                    self.on_ready(id, image_check);
+                    self.on_handshake(id, image_check);
                 }
+                Ok(Some((FromWorker::Initialized, _))) => self.on_initialized(id),
                 Ok(Some((
                     FromWorker::Done {
                         id: call_id,
@@ -673,7 +805,7 @@ impl Engine {
             if worker.stop.is_some() {
                 continue;
             }
-            if !worker.ready {
+            if !worker.handshaken {
                 let limit = worker.started + STARTUP_TIMEOUT;
                 if limit <= now {
                     worker.kill(Stop::NeverReady, Signal::KILL);
@@ -692,29 +824,27 @@ impl Engine {
         next
     }
 
-    /// Cancels the call of future `future_id` if it was sent to a worker
-    /// (SPEC B2): a call executing is stopped by killing its worker, which
-    /// is replaced; a call sent ahead is dropped when it comes back.
+    /// Cancels the executing call of future `future_id` by killing its
+    /// worker, which is replaced (SPEC B2). A call sent ahead and still
+    /// waiting in a worker's pipe cannot be stopped without killing the
+    /// call executing before it, so it is refused, as CPython refuses to
+    /// cancel the calls it has queued to its workers.
     pub(crate) fn cancel_running(&self, future_id: usize) -> bool {
         let cancelled = {
             let mut state = self.state.lock();
             let mut cancelled = None;
             for worker in state.workers.iter_mut().filter(|w| w.stop.is_none()) {
-                let Some(position) = worker
-                    .in_flight
-                    .iter()
-                    .position(|r| r.sink.as_ref().is_some_and(|s| s.carries(future_id)))
-                else {
+                let Some(head) = worker.in_flight.front_mut() else {
                     continue;
                 };
-                if position == 0 {
-                    worker.kill(Stop::Cancelled, Signal::KILL);
-                    return true;
+                if head.sink.as_ref().is_some_and(|s| s.carries(future_id)) {
+                    // Settled now, so that `true` is the truth even if the
+                    // answer is already in the pipe: it will be dropped.
+                    cancelled = head.sink.take();
+                    let call_id = head.call_id;
+                    worker.kill(Stop::Cancelled { call_id }, Signal::KILL);
+                    break;
                 }
-                let running = &mut worker.in_flight[position];
-                running.call = None;
-                cancelled = running.sink.take();
-                break;
             }
             cancelled
         };
@@ -771,7 +901,7 @@ impl Engine {
 
     fn wait_for_workers(&self) {
         let mut state = self.state.lock();
-        while !state.workers.is_empty() || state.starting > 0 {
+        while !state.workers.is_empty() || state.starting > 0 || state.exiting > 0 {
             self.worker_gone.wait(&mut state);
         }
     }

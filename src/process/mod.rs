@@ -433,16 +433,15 @@ fn argument_error<A>(e: postcard::Error) -> Error {
 }
 
 impl Default for ProcessPoolExecutor {
-    /// A pool with one worker per CPU (SPEC P1).
+    /// A pool with one worker per CPU (SPEC P1). In a worker process whose
+    /// entry did not run (see [`run_worker_if_child`]) the pool is broken
+    /// from the start instead, refusing all work: never a fork bomb.
     fn default() -> Self {
-        let engine = Engine::start(EngineConfig {
-            max_workers: std::thread::available_parallelism().map_or(1, usize::from),
-            max_tasks_per_child: None,
-            self_healing: false,
-            task_timeout: None,
-            initializer: None,
-        });
-        ProcessPoolExecutor { engine }
+        ProcessPoolExecutor::builder()
+            .build()
+            .unwrap_or_else(|e| ProcessPoolExecutor {
+                engine: Engine::refusing(e.to_string()),
+            })
     }
 }
 
@@ -454,8 +453,15 @@ impl Drop for ProcessPoolExecutor {
 
 impl std::fmt::Debug for ProcessPoolExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (workers, queued, starting, broken, shut_down) = self.engine.snapshot();
         f.debug_struct("ProcessPoolExecutor")
             .field("max_workers", &self.max_workers())
-            .finish_non_exhaustive()
+            .field("workers", &workers.len())
+            .field("busy", &workers.iter().filter(|w| w.1 > 0).count())
+            .field("starting", &starting)
+            .field("queued", &queued)
+            .field("shut_down", &shut_down)
+            .field("broken", &broken)
+            .finish()
     }
 }

@@ -40,6 +40,8 @@ pub(crate) enum FromWorker {
     /// The worker entered its loop; `image_check` proves it runs the same
     /// executable image as the pool (see `call.rs`).
     Ready { image_check: isize, pid: u32 },
+    /// The initializer ran; calls start executing from now on.
+    Initialized,
     /// The initializer failed; the worker exits next.
     InitFailed(RemoteFailure),
     /// Call `id` ended: the payload is the encoded result when `ok`, else

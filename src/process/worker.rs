@@ -122,7 +122,7 @@ fn worker_loop(input: File, output: File) -> i32 {
                 let mut ignored = Vec::new();
                 // SAFETY: as above.
                 match unsafe { call::run_encoded(trampoline, func, &payload, &mut ignored) } {
-                    Ok(()) => continue,
+                    Ok(()) => (FromWorker::Initialized, false),
                     Err(failure) => {
                         let _ = write_frame(&mut output, &FromWorker::InitFailed(failure), &[]);
                         let _ = output.flush();

@@ -57,6 +57,17 @@ const CALLS_AHEAD: usize = 1;
 /// other). Larger calls go only to workers that are reading.
 const SEND_AHEAD_MAX_BYTES: usize = 16 * 1024;
 
+/// The pool's state at one moment, for `Debug`.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) workers: usize,
+    pub(crate) busy: usize,
+    pub(crate) starting: usize,
+    pub(crate) queued: usize,
+    pub(crate) broken: bool,
+    pub(crate) shut_down: bool,
+}
+
 /// What the engine is configured with.
 pub(crate) struct EngineConfig {
     pub(crate) max_workers: usize,
@@ -309,22 +320,21 @@ impl Engine {
         })
     }
 
-    /// A snapshot for `Debug`: (worker pid, calls in flight, handshaken),
-    /// queued calls, starting, broken, shut down.
-    pub(crate) fn snapshot(&self) -> (Vec<(u32, usize, bool)>, usize, usize, bool, bool) {
+    /// What `Debug` shows of the pool.
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let state = self.state.lock();
-        let workers = state
-            .workers
-            .iter()
-            .map(|w| (w.pid, w.in_flight.len(), w.handshaken))
-            .collect();
-        (
-            workers,
-            state.queue.len(),
-            state.starting,
-            state.broken.is_some(),
-            state.shut_down,
-        )
+        Snapshot {
+            workers: state.workers.len(),
+            busy: state
+                .workers
+                .iter()
+                .filter(|w| !w.in_flight.is_empty())
+                .count(),
+            starting: state.starting,
+            queued: state.queue.len(),
+            broken: state.broken.is_some(),
+            shut_down: state.shut_down,
+        }
     }
 
     pub(crate) fn max_workers(&self) -> usize {

@@ -453,15 +453,15 @@ impl Drop for ProcessPoolExecutor {
 
 impl std::fmt::Debug for ProcessPoolExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (workers, queued, starting, broken, shut_down) = self.engine.snapshot();
+        let state = self.engine.snapshot();
         f.debug_struct("ProcessPoolExecutor")
             .field("max_workers", &self.max_workers())
-            .field("workers", &workers.len())
-            .field("busy", &workers.iter().filter(|w| w.1 > 0).count())
-            .field("starting", &starting)
-            .field("queued", &queued)
-            .field("shut_down", &shut_down)
-            .field("broken", &broken)
+            .field("workers", &state.workers)
+            .field("busy", &state.busy)
+            .field("starting", &state.starting)
+            .field("queued", &state.queued)
+            .field("shut_down", &state.shut_down)
+            .field("broken", &state.broken)
             .finish()
     }
 }

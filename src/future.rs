@@ -779,6 +779,7 @@ impl<T> Future<T> {
     /// ```
     /// use concurrent_futures::Future;
     ///
+    /// #[derive(Debug)]
     /// struct NotClone(u8);
     /// let f = Future::new();
     /// f.set_result(NotClone(1)).unwrap();

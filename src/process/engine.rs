@@ -184,8 +184,8 @@ struct Running {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
-    /// Over the per-task timeout (SPEC B1).
-    Timeout,
+    /// This call ran over the per-task timeout (SPEC B1).
+    Timeout { call_id: u64 },
     /// Its executing call, this one, was cancelled (SPEC B2).
     Cancelled { call_id: u64 },
     /// `max_tasks_per_child` reached (SPEC P7).
@@ -565,7 +565,9 @@ impl Engine {
                 .task_timeout
                 .and_then(|t| Instant::now().checked_add(t));
             if let Some(next) = worker.in_flight.front_mut() {
-                next.call = None;
+                // Its bytes stay until it answers: should a cancel or a
+                // timeout of the call before it kill the worker first, it
+                // is sent again rather than failed.
                 next.deadline = next_deadline;
                 if next_deadline.is_some() {
                     let _ = self.supervisor.send(Request::Wake);
@@ -601,10 +603,7 @@ impl Engine {
             };
             let mut worker = state.workers.swap_remove(index);
             let death = WorkerDeath::new(worker.pid, cause);
-            let head = worker.in_flight.pop_front();
-            let head_id = head.as_ref().map(|r| r.call_id);
-            let executing = head.and_then(|r| r.sink);
-            let waiting = std::mem::take(&mut worker.in_flight);
+            let mut in_flight = std::mem::take(&mut worker.in_flight);
             let entry_missing = || {
                 format!(
                     "a worker process never started its loop ({death}); is the \
@@ -612,15 +611,11 @@ impl Engine {
                      concurrent_futures::process::run_worker_if_child() at the top of main"
                 )
             };
+            // What the call executing at the end gets, if the pool goes on.
             let failure = match worker.stop {
-                Some(Stop::Timeout) => Some(Error::Timeout),
-                // The cancelled call may have finished just before the
-                // kill, the next one then dying in its place: that one did
-                // not ask to be cancelled, its worker died under it.
-                Some(Stop::Cancelled { call_id }) if head_id != Some(call_id) => {
-                    Some(Error::WorkerDied(death))
-                }
-                Some(Stop::Cancelled { .. }) => Some(Error::Cancelled),
+                // We killed the worker for one call, already settled. Any
+                // other call it held never answered: it is sent again.
+                Some(Stop::Timeout { .. } | Stop::Cancelled { .. }) => None,
                 // Exiting by itself before its loop started means the
                 // worker ran something else: most likely `main`, because
                 // the entry before `main` was not linked.
@@ -645,39 +640,40 @@ impl Engine {
                 }
                 Some(Stop::Retired | Stop::ShutDown | Stop::Terminated) => None,
             };
-            match (failure, &state.broken) {
-                // The pool goes on: only the executing call fails; calls
-                // sent ahead never started and go back to the queue.
-                (Some(error), None) => {
-                    if let Some(sink) = executing {
+            let pool_goes_on = state.broken.is_none()
+                && matches!(
+                    worker.stop,
+                    None | Some(Stop::Timeout { .. } | Stop::Cancelled { .. })
+                );
+            if pool_goes_on {
+                // Only the executing call of a crashed worker fails (B3);
+                // every other call goes back to the queue, in order.
+                if let Some(error) = failure {
+                    if let Some(sink) = in_flight.pop_front().and_then(|r| r.sink) {
                         settle.failed.push((sink, error));
                     }
-                    for running in waiting.into_iter().rev() {
-                        match (running.call, running.sink) {
-                            (Some(call), Some(sink)) => state
-                                .queue
-                                .push_front(Queued::Requeued(Requeued { call, sink })),
-                            (None, Some(sink)) => {
-                                settle.failed.push((sink, Error::WorkerDied(death)));
-                            }
-                            (_, None) => {}
+                }
+                for running in in_flight.into_iter().rev() {
+                    match (running.call, running.sink) {
+                        (Some(call), Some(sink)) => state
+                            .queue
+                            .push_front(Queued::Requeued(Requeued { call, sink })),
+                        (None, Some(sink)) => {
+                            settle.failed.push((sink, Error::WorkerDied(death)));
                         }
+                        (_, None) => {}
                     }
                 }
-                (_, broken) => {
-                    let error = match broken {
-                        Some(b) => Error::Broken(b.clone()),
-                        None => Error::Broken(BrokenExecutor::new(
-                            BrokenKind::ProcessPool,
-                            format!("the worker was stopped while running this task ({death})"),
-                        )),
-                    };
-                    let sinks = executing
-                        .into_iter()
-                        .chain(waiting.into_iter().filter_map(|r| r.sink));
-                    for sink in sinks {
-                        settle.failed.push((sink, error.clone()));
-                    }
+            } else {
+                let error = match &state.broken {
+                    Some(b) => Error::Broken(b.clone()),
+                    None => Error::Broken(BrokenExecutor::new(
+                        BrokenKind::ProcessPool,
+                        format!("the worker was stopped while running this task ({death})"),
+                    )),
+                };
+                for sink in in_flight.into_iter().filter_map(|r| r.sink) {
+                    settle.failed.push((sink, error.clone()));
                 }
             }
             if state.broken.is_none() {
@@ -809,6 +805,15 @@ impl Engine {
     /// Kills workers whose call ran past its deadline, or that never
     /// became ready; returns the next deadline to wake for.
     fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut timed_out = Vec::new();
+        let next = self.expire_locked(now, &mut timed_out);
+        for sink in timed_out {
+            sink.fail(Error::Timeout);
+        }
+        next
+    }
+
+    fn expire_locked(&self, now: Instant, timed_out: &mut Vec<Box<dyn Sink>>) -> Option<Instant> {
         let mut state = self.state.lock();
         let mut next: Option<Instant> = None;
         for worker in &mut state.workers {
@@ -825,7 +830,12 @@ impl Engine {
             }
             if let Some(deadline) = worker.in_flight.front().and_then(|r| r.deadline) {
                 if deadline <= now {
-                    worker.kill(Stop::Timeout, Signal::KILL);
+                    // Settled now, like a cancel: if its answer is already
+                    // in the pipe, it is dropped, not delivered late.
+                    let head = &mut worker.in_flight[0];
+                    timed_out.extend(head.sink.take());
+                    let call_id = head.call_id;
+                    worker.kill(Stop::Timeout { call_id }, Signal::KILL);
                 } else {
                     next = Some(next.map_or(deadline, |n| n.min(deadline)));
                 }

@@ -31,7 +31,7 @@ use rustix::process::Signal;
 
 use super::call::{self, EncodedCall, Sink};
 use super::transport::{self, Spawned};
-use super::wire::{FromWorker, RemoteFailure, ToWorker, read_frame, write_frame};
+use super::wire::{FailureKind, FromWorker, RemoteFailure, ToWorker, read_frame, write_frame};
 use crate::error::{BrokenExecutor, BrokenKind, Error, ExitCause, WorkerDeath};
 
 /// How long a started worker may take to report ready. Generous, since a
@@ -784,9 +784,15 @@ impl Engine {
                     },
                     payload,
                 ))) => {
-                    let outcome = match failure {
-                        None => Ok(payload),
-                        Some(f) => Err(f),
+                    let outcome = match (failure, payload) {
+                        (Some(f), _) => Err(f),
+                        (None, Ok(bytes)) => Ok(bytes),
+                        (None, Err(len)) => Err(RemoteFailure::new(
+                            FailureKind::EncodeResult,
+                            format!(
+                                "the result ({len} bytes) does not fit in this process's memory"
+                            ),
+                        )),
                     };
                     self.on_done(id, pid, call_id, outcome);
                 }

@@ -107,10 +107,15 @@ pub(crate) fn write_frame<M: Serialize>(
     }
 }
 
+/// A frame's payload as read: the bytes, or, when they did not fit in
+/// memory, how many there were (they were read and dropped, so the stream
+/// stays in step and only this one frame is lost).
+pub(crate) type Payload = Result<Vec<u8>, u64>;
+
 /// Reads one frame; `Ok(None)` at a clean end of stream.
 pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
     input: &mut impl Read,
-) -> io::Result<Option<(M, Vec<u8>)>> {
+) -> io::Result<Option<(M, Payload)>> {
     let mut lengths = [0u8; 12];
     match input.read_exact(&mut lengths[..1]) {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -131,23 +136,27 @@ pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
     input.read_exact(&mut header)?;
     let message =
         postcard::from_bytes(&header).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let payload = read_payload(input, payload_len as usize)?;
+    let payload = read_payload(input, payload_len)?;
     Ok(Some((message, payload)))
 }
 
-fn read_payload(input: &mut impl Read, len: usize) -> io::Result<Vec<u8>> {
+fn read_payload(input: &mut impl Read, len: u64) -> io::Result<Payload> {
     let mut payload = Vec::new();
-    payload.try_reserve_exact(len).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            format!("a frame of {len} bytes does not fit in memory"),
-        )
-    })?;
-    input.take(len as u64).read_to_end(&mut payload)?;
-    if payload.len() != len {
+    let fits = usize::try_from(len)
+        .ok()
+        .is_some_and(|n| payload.try_reserve_exact(n).is_ok());
+    if !fits {
+        let skipped = io::copy(&mut input.take(len), &mut io::sink())?;
+        if skipped != len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        return Ok(Err(len));
+    }
+    input.take(len).read_to_end(&mut payload)?;
+    if payload.len() as u64 != len {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    Ok(payload)
+    Ok(Ok(payload))
 }
 
 #[cfg(test)]
@@ -173,7 +182,7 @@ mod tests {
                 func: 99
             }
         ));
-        assert_eq!(payload, b"payload");
+        assert_eq!(payload.unwrap(), b"payload");
         assert!(read_frame::<ToWorker>(&mut input).unwrap().is_none());
     }
 
@@ -184,6 +193,17 @@ mod tests {
         buf.extend_from_slice(&u64::MAX.to_le_bytes());
         let err = read_frame::<ToWorker>(&mut &buf[..]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_payload_that_cannot_be_allocated_is_skipped_not_aborted() {
+        // More than any allocation can hold: the bytes are read past (here
+        // the stream ends first, which is an error, not an abort).
+        let mut input = io::repeat(0).take(1000);
+        let err = read_payload(&mut input, 1 << 62).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let mut input = io::repeat(7).take(3);
+        assert_eq!(read_payload(&mut input, 3).unwrap().unwrap(), [7, 7, 7]);
     }
 
     #[test]

@@ -91,7 +91,34 @@ fn worker_loop(input: File, output: File) -> i32 {
     let mut result = Vec::new();
     loop {
         let (message, payload) = match read_frame::<ToWorker>(&mut input) {
-            Ok(Some(frame)) => frame,
+            Ok(Some((message, Ok(payload)))) => (message, payload),
+            Ok(Some((ToWorker::Call { id, .. }, Err(len)))) => {
+                let failure = RemoteFailure::new(
+                    FailureKind::DecodeArgument,
+                    format!("the argument ({len} bytes) does not fit in the worker's memory"),
+                );
+                let reply = FromWorker::Done {
+                    id,
+                    failure: Some(failure),
+                };
+                if write_frame(&mut output, &reply, &[])
+                    .and_then(|()| output.flush())
+                    .is_err()
+                {
+                    return 1;
+                }
+                continue;
+            }
+            // An initializer argument that does not fit: the pool breaks.
+            Ok(Some((ToWorker::Init { .. }, Err(len)))) => {
+                let failure = RemoteFailure::new(
+                    FailureKind::DecodeArgument,
+                    format!("the initializer's argument ({len} bytes) does not fit in memory"),
+                );
+                let _ = write_frame(&mut output, &FromWorker::InitFailed(failure), &[]);
+                let _ = output.flush();
+                return 3;
+            }
             // The pool closed our input: shutdown, retirement, or its death.
             Ok(None) | Err(_) => return 0,
         };

@@ -42,8 +42,12 @@ fn offset_of(address: usize) -> isize {
     address.wrapping_sub(anchor_address()) as isize
 }
 
-fn address_of(offset: isize) -> usize {
-    anchor_address().wrapping_add(offset as usize)
+/// The function `offset` names in this process. The address is rebuilt
+/// from an integer, so it takes the provenance this process exposed for it
+/// (casting a function to an integer exposes it; a worker's addresses are
+/// the parent's, shifted with the whole image).
+fn address_of(offset: isize) -> *const () {
+    std::ptr::with_exposed_provenance(anchor_address().wrapping_add(offset as usize))
 }
 
 /// What a worker reports in its handshake; equal in every process of one
@@ -54,7 +58,7 @@ pub(crate) fn image_check() -> isize {
 
 /// The signature every trampoline has: function address, argument bytes,
 /// result bytes out.
-pub(crate) type Trampoline = fn(usize, &[u8], &mut Vec<u8>) -> Result<(), RemoteFailure>;
+pub(crate) type Trampoline = fn(*const (), &[u8], &mut Vec<u8>) -> Result<(), RemoteFailure>;
 
 /// A call ready to send: which trampoline, which function, which bytes.
 #[derive(Debug, Clone)]
@@ -113,7 +117,8 @@ pub(crate) unsafe fn run_encoded(
 ) -> Result<(), RemoteFailure> {
     // SAFETY: by this function's contract the offset names a `Trampoline`
     // in this image; function pointers and `usize` have the same size.
-    let trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(address_of(trampoline)) };
+    let trampoline =
+        unsafe { std::mem::transmute::<*const (), Trampoline>(address_of(trampoline)) };
     trampoline(address_of(func), payload, out)
 }
 
@@ -160,13 +165,13 @@ fn encode<R: Serialize>(value: &R) -> Result<Vec<u8>, RemoteFailure> {
 /// Only reachable through `run_encoded`, whose contract says `func` is the
 /// `fn(A) -> R` this instance was made for.
 fn call_one<A: DeserializeOwned, R: Serialize>(
-    func: usize,
+    func: *const (),
     payload: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), RemoteFailure> {
     let arg: A = decode(payload)?;
     // SAFETY: see above: `func` was encoded from an `fn(A) -> R`.
-    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
+    let f = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(func) };
     let value = run_catching(|| f(arg))?;
     *out = encode(&value)?;
     Ok(())
@@ -176,13 +181,13 @@ fn call_one<A: DeserializeOwned, R: Serialize>(
 type ItemOutcome = Result<Vec<u8>, RemoteFailure>;
 
 fn call_chunk<A: DeserializeOwned, R: Serialize>(
-    func: usize,
+    func: *const (),
     payload: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), RemoteFailure> {
     let args: Vec<A> = decode(payload)?;
     // SAFETY: as in `call_one`.
-    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
+    let f = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(func) };
     let outcomes: Vec<ItemOutcome> = args
         .into_iter()
         .map(|arg| run_catching(|| f(arg)).and_then(|v| encode(&v)))
@@ -327,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn a_call_round_trips_within_one_image() {
+    fn miri_a_call_round_trips_within_one_image() {
         let call = encode_one(square, &12).unwrap();
         let mut out = Vec::new();
         // SAFETY: encoded just now, in this image.
@@ -336,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_reports_each_item() {
+    fn miri_a_chunk_reports_each_item() {
         let call = encode_chunk(square, &[1, 2, 3]).unwrap();
         let mut out = Vec::new();
         // SAFETY: encoded just now, in this image.
@@ -350,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn a_panic_becomes_a_failure_with_its_message() {
+    fn miri_a_panic_becomes_a_failure_with_its_message() {
         let call = encode_one(explode, &()).unwrap();
         let mut out = Vec::new();
         // SAFETY: encoded just now, in this image.
@@ -361,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_argument_is_a_decode_failure() {
+    fn miri_a_bad_argument_is_a_decode_failure() {
         let mut call = encode_one(square, &1).unwrap();
         call.payload = vec![0xff; 12];
         let mut out = Vec::new();

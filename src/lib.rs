@@ -1,6 +1,6 @@
-//! Python's `concurrent.futures`, in Rust: thread pools whose tasks return
-//! real futures you can wait on, time out, cancel, attach callbacks to and
-//! collect as they complete.
+//! Python's `concurrent.futures`, in Rust: thread pools and process pools
+//! whose tasks return real futures you can wait on, time out, cancel,
+//! attach callbacks to and collect as they complete.
 //!
 //! Every Python name is here, with the same behaviour (see the README for
 //! the table), plus what Python lacks: `.await` on any future, scoped tasks
@@ -71,6 +71,26 @@
 //! assert_eq!(*outer.result().unwrap(), 25);
 //! ```
 //!
+//! CPU-bound work goes to worker processes, which are this same
+//! executable started again; they never run `main`, so nothing like
+//! Python's `if __name__ == "__main__"` is needed. Functions cross by
+//! reference, values by serde:
+//!
+//! ```
+//! use concurrent_futures::{MapOptions, ProcessPoolExecutor};
+//!
+//! fn is_prime(n: u64) -> bool {
+//!     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+//! }
+//!
+//! let executor = ProcessPoolExecutor::new(2).unwrap();
+//! let primes = executor
+//!     .map_with(is_prime, 1..=100, MapOptions::new().chunksize(10))
+//!     .filter(|r| matches!(r, Ok(true)))
+//!     .count();
+//! assert_eq!(primes, 25);
+//! ```
+//!
 //! # Where it differs from Python
 //!
 //! * `result()` returns `&T` (the value stays in the future, shared by all
@@ -80,6 +100,7 @@
 //! * `wait` and `as_completed` see a cancellation at once, also one made by
 //!   `shutdown(cancel_futures)`; CPython's can hang on those.
 //! * Dropping a pool is `shutdown(wait = true)`, like leaving `with`.
+//! * `map` takes one iterable; zip several into tuples.
 
 #![warn(missing_docs)]
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, Future, TaskError, ThreadPoolExecutor};
 
-/// Upper bound for anything that should happen "soon".
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
+use common::LIMIT;
 
 /// A waker that unparks one thread and counts its wake-ups.
 struct ThreadWaker {

@@ -14,20 +14,10 @@ use std::time::Duration;
 use concurrent_futures::{
     ALL_COMPLETED, Error, Future, ThreadPoolExecutor, as_completed_timeout, wait_timeout,
 };
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::{bounded, unbounded};
 
-/// Upper bound for anything that should happen promptly.
-const LIMIT: Duration = Duration::from_secs(10);
-
-/// A gate: tasks block on `recv()` until every `Sender` is dropped.
-fn gate() -> (Sender<()>, Receiver<()>) {
-    bounded(0)
-}
-
-/// Receives one message, failing the test instead of hanging.
-fn recv<T>(rx: &Receiver<T>) -> T {
-    rx.recv_timeout(LIMIT).expect("no message within the limit")
-}
+mod common;
+use common::{LIMIT, gate, recv, start_gated};
 
 /// The future's outcome; on a hang, leaks the pool (its workers may be
 /// stuck for good) and fails the test.
@@ -430,15 +420,7 @@ fn waiting_on_a_running_task_outside_a_cycle_just_waits() {
     // SPEC B7
     let pool = shared_pool(2);
     let (open, closed) = gate();
-    let (started_tx, started) = unbounded();
-    let running = pool
-        .submit(move || {
-            started_tx.send(()).unwrap();
-            let _ = closed.recv();
-            40
-        })
-        .unwrap();
-    recv(&started);
+    let running = start_gated(&pool, closed, || 40);
     let awaited = running.clone();
     let (waiting_tx, waiting) = unbounded();
     let waiter = pool
@@ -453,15 +435,7 @@ fn waiting_on_a_running_task_outside_a_cycle_just_waits() {
     // A chain of waits (c -> b -> running) is no cycle either.
     let pool = shared_pool(3);
     let (open, closed) = gate();
-    let (started_tx, started) = unbounded();
-    let head = pool
-        .submit(move || {
-            started_tx.send(()).unwrap();
-            let _ = closed.recv();
-            1
-        })
-        .unwrap();
-    recv(&started);
+    let head = start_gated(&pool, closed, || 1);
     let middle = {
         let head = head.clone();
         pool.submit(move || head.result().map(|v| v + 1)).unwrap()

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicU8, AtomicUsize};
 use std::sync::{Arc, Mutex, Once};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use concurrent_futures::{
     ALL_COMPLETED, Error, Future, Shutdown, State, ThreadPoolExecutor, as_completed, wait,
@@ -22,6 +22,9 @@ use concurrent_futures::{
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+mod common;
+use common::{LIMIT, chaos_seed};
 
 const TASKS: usize = 5000;
 const WORKERS: usize = 4;
@@ -32,8 +35,6 @@ const FILLERS: usize = 20;
 const WATCHDOG: Duration = Duration::from_secs(60);
 /// Runs per test, with consecutive seeds.
 const ROUNDS: u64 = 6;
-/// Upper bound for a gated task to reach its gate.
-const LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -197,15 +198,7 @@ fn make_task(
 fn chaos_every_future_ends_in_exactly_one_outcome() {
     // SPEC E1, E3, E5
     quiet_expected_panics();
-    let seed = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = chaos_seed();
     let _watchdog = watchdog(seed);
     for round in 0..ROUNDS {
         let seed = seed.wrapping_add(round);

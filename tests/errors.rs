@@ -13,8 +13,8 @@ use concurrent_futures::{
     TaskError, ThreadPoolExecutor,
 };
 
-/// Upper bound for anything that should happen "soon".
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
+use common::LIMIT;
 
 #[derive(Debug, PartialEq)]
 struct QuotaExceeded {

@@ -19,50 +19,15 @@ use concurrent_futures::{
 };
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
-/// Upper bound for anything that should happen promptly.
-const LIMIT: Duration = Duration::from_secs(10);
-
-/// A gate: tasks block on `recv()` until every `Sender` is dropped.
-fn gate() -> (Sender<()>, Receiver<()>) {
-    bounded(0)
-}
-
-/// The future's outcome, failing the test instead of hanging.
-fn settle<T>(f: &Future<T>) -> Result<&T, Error> {
-    match f.result_timeout(LIMIT) {
-        Err(Error::Timeout) => panic!("{f:?} not done within {LIMIT:?}"),
-        other => other,
-    }
-}
-
-/// Receives one message, failing the test instead of hanging.
-fn recv<T>(rx: &Receiver<T>) -> T {
-    rx.recv_timeout(LIMIT).expect("no message within the limit")
-}
-
-fn thread_name() -> String {
-    thread::current().name().unwrap_or("<unnamed>").to_owned()
-}
+mod common;
+use common::{LIMIT, gate, occupy, recv, settle, start_gated, thread_name};
 
 /// Starts `n` workers and leaves them idle, so that `n` tasks submitted
 /// at once surely run at once (each warm-up task is submitted after the
 /// previous one started, so the pool's start policy does not matter).
 fn warm(pool: &ThreadPoolExecutor, n: usize) {
     let (open, closed) = gate();
-    let (started_tx, started) = unbounded();
-    let futures: Vec<Future<()>> = (0..n)
-        .map(|_| {
-            let (closed, started_tx) = (closed.clone(), started_tx.clone());
-            let f = pool
-                .submit(move || {
-                    started_tx.send(()).unwrap();
-                    let _ = closed.recv();
-                })
-                .unwrap();
-            recv(&started);
-            f
-        })
-        .collect();
+    let futures = occupy(pool, n, &closed);
     drop(open);
     for f in &futures {
         settle(f).unwrap();
@@ -74,15 +39,7 @@ fn submit_returns_at_once_while_the_pool_is_saturated() {
     // SPEC E1
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let (open, closed) = gate();
-    let (started_tx, started) = unbounded();
-    let first = pool
-        .submit(move || {
-            started_tx.send(()).unwrap();
-            let _ = closed.recv();
-            "first"
-        })
-        .unwrap();
-    recv(&started);
+    let first = start_gated(&pool, closed, || "first");
     // The only worker is blocked: every submit must still return at once,
     // with a future that is not done.
     let queued: Vec<Future<usize>> = (0..100).map(|i| pool.submit(move || i).unwrap()).collect();
@@ -438,15 +395,7 @@ fn shutdown_cancel_futures_cancels_queued_work_and_wakes_its_waiters() {
     // SPEC E3
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let (open, closed) = gate();
-    let (started_tx, started) = unbounded();
-    let running = pool
-        .submit(move || {
-            started_tx.send(()).unwrap();
-            let _ = closed.recv();
-            "ran"
-        })
-        .unwrap();
-    recv(&started);
+    let running = start_gated(&pool, closed, || "ran");
     let queued: Vec<Future<&str>> = (0..4).map(|_| pool.submit(|| "queued").unwrap()).collect();
     let callbacks = Arc::new(AtomicUsize::new(0));
     for f in &queued {
@@ -490,15 +439,7 @@ fn shutdown_wait_and_cancel_futures_cancels_before_it_waits() {
     // SPEC E3
     let pool = Arc::new(ThreadPoolExecutor::new(1).unwrap());
     let (open, closed) = gate();
-    let (started_tx, started) = unbounded();
-    let running = pool
-        .submit(move || {
-            started_tx.send(()).unwrap();
-            let _ = closed.recv();
-            1
-        })
-        .unwrap();
-    recv(&started);
+    let running = start_gated(&pool, closed, || 1);
     let queued = pool.submit(|| 2).unwrap();
     let shutting = Arc::clone(&pool);
     let shutdown =
@@ -568,15 +509,7 @@ fn shutdown_from_inside_a_task_does_not_hang() {
     // SPEC E3
     let pool = Arc::new(ThreadPoolExecutor::new(2).unwrap());
     let (open, closed) = gate();
-    let (started_tx, started) = unbounded();
-    let other = pool
-        .submit(move || {
-            started_tx.send(()).unwrap();
-            let _ = closed.recv();
-            "other"
-        })
-        .unwrap();
-    recv(&started);
+    let other = start_gated(&pool, closed, || "other");
     let inner = Arc::clone(&pool);
     let (about_to_shutdown_tx, about_to_shutdown) = unbounded();
     let shutting = pool

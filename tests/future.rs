@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
@@ -16,52 +16,8 @@ use concurrent_futures::{
     as_completed, wait, wait_timeout,
 };
 
-/// Upper bound for anything that should happen "soon": a bug fails the
-/// test after this long instead of hanging it.
-const LIMIT: Duration = Duration::from_secs(10);
-
-/// A task that occupies one worker until released. Declare it *after* the
-/// pool: if the test panics, the blocker (and its sender) is dropped first,
-/// the task returns and the pool's drop does not hang.
-struct Blocker {
-    future: Future<()>,
-    release: Sender<()>,
-}
-
-impl Blocker {
-    /// Submits the blocking task and returns once it is running.
-    fn start(pool: &ThreadPoolExecutor) -> Blocker {
-        let (started_tx, started_rx) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel::<()>();
-        let future = pool
-            .submit(move || {
-                started_tx.send(()).unwrap();
-                // Returns on release or when the sender is dropped.
-                let _ = release_rx.recv();
-            })
-            .unwrap();
-        started_rx
-            .recv_timeout(LIMIT)
-            .expect("blocker never started");
-        Blocker { future, release }
-    }
-
-    fn release(self) {
-        let _ = self.release.send(());
-        self.future.result_timeout(LIMIT).unwrap();
-    }
-}
-
-/// Runs `f` on another thread and fails (instead of hanging) if it does not
-/// return within `LIMIT`.
-fn within_limit<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(LIMIT)
-        .expect("the call blocked (or panicked) instead of returning at once")
-}
+mod common;
+use common::{Blocker, LIMIT, within_limit};
 
 /// A value that counts how often it is cloned, to tell a move from a copy.
 #[derive(Debug)]
@@ -114,7 +70,7 @@ impl std::error::Error for DiskFull {}
 #[test]
 fn pool_future_goes_pending_running_finished() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let blocker = Blocker::start(&pool);
+    let blocker = Blocker::start(&pool, ());
 
     let (started_tx, started_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -132,7 +88,7 @@ fn pool_future_goes_pending_running_finished() {
     assert_eq!(blocker.future.state(), State::Running);
     assert!(blocker.future.running());
 
-    blocker.release();
+    blocker.release_and_wait();
     started_rx.recv_timeout(LIMIT).unwrap();
     // Running: no longer pending, not done.
     assert_eq!(f.state(), State::Running);
@@ -149,7 +105,7 @@ fn pool_future_goes_pending_running_finished() {
 fn pending_pool_future_can_be_cancelled_and_never_runs() {
     let ran = Arc::new(AtomicBool::new(false));
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let blocker = Blocker::start(&pool);
+    let blocker = Blocker::start(&pool, ());
     let ran2 = Arc::clone(&ran);
     let f = pool.submit(move || ran2.store(true, SeqCst)).unwrap();
 
@@ -158,7 +114,7 @@ fn pending_pool_future_can_be_cancelled_and_never_runs() {
     assert!(f.cancelled() && f.done() && !f.running());
     assert!(matches!(f.result(), Err(Error::Cancelled)));
 
-    blocker.release();
+    blocker.release_and_wait();
     // Everything queued has been handled once the pool is shut down.
     pool.shutdown();
     assert!(!ran.load(SeqCst), "a cancelled task must never run");
@@ -203,13 +159,13 @@ fn standalone_future_walks_every_state_by_hand() {
 #[test]
 fn cancel_is_false_when_running_or_finished_and_true_when_already_cancelled() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let blocker = Blocker::start(&pool);
+    let blocker = Blocker::start(&pool, ());
     // Running: cannot be cancelled, and stays running.
     assert!(!blocker.future.cancel());
     assert!(blocker.future.running());
     assert!(!blocker.future.cancelled());
     let running = blocker.future.clone();
-    blocker.release();
+    blocker.release_and_wait();
     // Finished: cannot be cancelled, and keeps its outcome.
     assert!(!running.cancel());
     assert!(!running.cancelled());
@@ -323,7 +279,7 @@ fn cancel_racing_a_worker_either_cancels_or_runs_never_both() {
 #[test]
 fn queries_never_block_while_the_task_runs_or_others_wait() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let blocker = Blocker::start(&pool);
+    let blocker = Blocker::start(&pool, ());
     let queued = pool.submit(|| 1).unwrap();
     // Somebody is blocked on each of them.
     let w1 = {
@@ -343,7 +299,7 @@ fn queries_never_block_while_the_task_runs_or_others_wait() {
     });
     assert_eq!(states.0, (false, true, false, State::Running));
     assert_eq!(states.1, (false, false, false, State::Pending));
-    blocker.release();
+    blocker.release_and_wait();
     assert!(w1.join().unwrap());
     assert!(w2.join().unwrap());
 }
@@ -1213,7 +1169,7 @@ fn concurrent_set_result_has_exactly_one_winner() {
 fn set_result_on_a_queued_pool_future_replaces_the_task() {
     let ran = Arc::new(AtomicBool::new(false));
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let blocker = Blocker::start(&pool);
+    let blocker = Blocker::start(&pool, ());
     let r = Arc::clone(&ran);
     let f = pool
         .submit(move || {
@@ -1222,7 +1178,7 @@ fn set_result_on_a_queued_pool_future_replaces_the_task() {
         })
         .unwrap();
     f.set_result(99).unwrap();
-    blocker.release();
+    blocker.release_and_wait();
     pool.shutdown();
     assert!(!ran.load(SeqCst), "a completed future's task must not run");
     assert_eq!(*f.result().unwrap(), 99);

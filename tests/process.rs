@@ -18,7 +18,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::ops::Deref;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -36,6 +35,9 @@ use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod common;
+use common::process::Pool;
+
 /// Upper bound for anything that should happen promptly, generous for a
 /// loaded machine. Only ever an upper bound: nothing waits this long
 /// unless the library is broken.
@@ -48,27 +50,6 @@ const ROLE: &str = "CF_PROCESS_TEST_ROLE";
 const WORKER_ENV: &str = "CONCURRENT_FUTURES_WORKER";
 
 // ------------------------------------------------------------ helpers ----
-
-/// A pool that is leaked instead of dropped when the test fails.
-struct Pool(Option<ProcessPoolExecutor>);
-
-impl Deref for Pool {
-    type Target = ProcessPoolExecutor;
-
-    fn deref(&self) -> &ProcessPoolExecutor {
-        self.0.as_ref().expect("the pool is there until dropped")
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        if let Some(pool) = self.0.take() {
-            if thread::panicking() {
-                std::mem::forget(pool);
-            }
-        }
-    }
-}
 
 fn pool(builder: ProcessPoolBuilder) -> Pool {
     Pool(Some(builder.build().expect("build the pool")))

@@ -22,7 +22,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use concurrent_futures::{
     ALL_COMPLETED, BrokenKind, Error, ExitCause, Future, ProcessPoolExecutor, wait_timeout,
@@ -31,6 +31,10 @@ use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
+mod common;
+use common::chaos_seed;
+use common::process::Pool;
 
 const TASKS: u64 = 3000;
 const WORKERS: usize = 3;
@@ -71,42 +75,13 @@ fn whoami(_: ()) -> u32 {
     std::process::id()
 }
 
-/// The pool of one run, leaked instead of dropped when the run fails: a
-/// pool with a stuck future would make its `Drop` wait forever.
-struct Pool(Option<ProcessPoolExecutor>);
-
-impl std::ops::Deref for Pool {
-    type Target = ProcessPoolExecutor;
-
-    fn deref(&self) -> &ProcessPoolExecutor {
-        self.0.as_ref().expect("the pool is there until dropped")
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        if let Some(pool) = self.0.take() {
-            if thread::panicking() {
-                std::mem::forget(pool);
-            }
-        }
-    }
-}
-
 fn one_pool_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn seed() -> u64 {
-    let seed = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
+    let seed = chaos_seed();
     println!("CHAOS_SEED={seed}");
     seed
 }

@@ -16,32 +16,10 @@ use concurrent_futures::{
     BrokenKind, BuildError, Error, Future, MapOptions, Shutdown, ThreadPoolBuilder,
     ThreadPoolExecutor,
 };
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::unbounded;
 
-/// Upper bound for anything that should happen promptly.
-const LIMIT: Duration = Duration::from_secs(10);
-
-/// A gate: tasks block on `recv()` until every `Sender` is dropped.
-fn gate() -> (Sender<()>, Receiver<()>) {
-    bounded(0)
-}
-
-/// The future's outcome, failing the test instead of hanging.
-fn settle<T>(f: &Future<T>) -> Result<&T, Error> {
-    match f.result_timeout(LIMIT) {
-        Err(Error::Timeout) => panic!("{f:?} not done within {LIMIT:?}"),
-        other => other,
-    }
-}
-
-/// Receives one message, failing the test instead of hanging.
-fn recv<T>(rx: &Receiver<T>) -> T {
-    rx.recv_timeout(LIMIT).expect("no message within the limit")
-}
-
-fn thread_name() -> String {
-    thread::current().name().unwrap_or("<unnamed>").to_owned()
-}
+mod common;
+use common::{gate, occupy, recv, settle, thread_name};
 
 /// How many worker threads the pool has started, as its `Debug` shows.
 fn workers_started(pool: &ThreadPoolExecutor) -> usize {
@@ -53,27 +31,6 @@ fn workers_started(pool: &ThreadPoolExecutor) -> usize {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().unwrap()
-}
-
-/// Submits `n` tasks one after the other, each blocked on `closed` after
-/// reporting its thread name, so that `n` workers run at once. Returns the
-/// futures (thread names).
-fn occupy(pool: &ThreadPoolExecutor, n: usize, closed: &Receiver<()>) -> Vec<Future<String>> {
-    let (started_tx, started) = unbounded();
-    (0..n)
-        .map(|_| {
-            let (closed, started_tx) = (closed.clone(), started_tx.clone());
-            let f = pool
-                .submit(move || {
-                    started_tx.send(()).unwrap();
-                    let _ = closed.recv();
-                    thread_name()
-                })
-                .unwrap();
-            recv(&started);
-            f
-        })
-        .collect()
 }
 
 #[test]

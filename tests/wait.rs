@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,9 +18,8 @@ use concurrent_futures::{
     wait_deadline, wait_timeout,
 };
 
-/// Upper bound for anything that should happen "soon": a bug fails the
-/// test after this long instead of hanging it.
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
+use common::{Blocker, LIMIT, within_limit};
 
 /// Linux thread ids and states, read from `/proc` (libc is not a
 /// dependency).
@@ -94,47 +93,6 @@ mod proc {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-}
-
-/// A task that occupies one worker until released. Declare it *after* the
-/// pool, so that a failing test drops it (and its sender) first and the
-/// pool's drop does not hang.
-struct Blocker {
-    future: Future<u32>,
-    release: Sender<()>,
-}
-
-impl Blocker {
-    fn start(pool: &ThreadPoolExecutor) -> Blocker {
-        let (started_tx, started_rx) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel::<()>();
-        let future = pool
-            .submit(move || {
-                started_tx.send(()).unwrap();
-                let _ = release_rx.recv();
-                0
-            })
-            .unwrap();
-        started_rx
-            .recv_timeout(LIMIT)
-            .expect("blocker never started");
-        Blocker { future, release }
-    }
-
-    fn release(&self) {
-        let _ = self.release.send(());
-    }
-}
-
-/// Runs `f` on another thread and fails (instead of hanging) if it does not
-/// return within `LIMIT`.
-fn within_limit<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(LIMIT)
-        .expect("the call blocked (or panicked) instead of returning")
 }
 
 /// `n` pending stand-alone futures.
@@ -248,7 +206,7 @@ fn first_completed_with_one_already_done_returns_at_once() {
 #[test]
 fn first_completed_with_pool_futures() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
-    let blocker = Blocker::start(&pool);
+    let blocker = Blocker::start(&pool, 0_u32);
     let quick = pool.submit(|| 7).unwrap();
     let fs = [blocker.future.clone(), quick.clone()];
     let r = wait_timeout(&fs, LIMIT, FIRST_COMPLETED);
@@ -286,7 +244,7 @@ fn first_exception_with_a_failure_already_there_returns_at_once() {
 #[test]
 fn first_exception_with_a_panicking_pool_task() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
-    let blocker = Blocker::start(&pool);
+    let blocker = Blocker::start(&pool, 0_u32);
     let bad = pool.submit(|| -> u32 { panic!("task failed") }).unwrap();
     let fs = [blocker.future.clone(), bad.clone()];
     let r = wait_timeout(&fs, LIMIT, FIRST_EXCEPTION);
@@ -509,7 +467,7 @@ fn futures_from_different_executors_and_standalone_ones() {
 fn wait_does_not_hang_on_futures_cancelled_by_shutdown() {
     // CPython's wait() can hang here (gh-92001, gh-109934); we must not.
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let blocker = Blocker::start(&pool);
+    let blocker = Blocker::start(&pool, 0_u32);
     let queued: Vec<_> = (0..4u32).map(|i| pool.submit(move || i).unwrap()).collect();
 
     // One thread already blocked in wait, one in as_completed.

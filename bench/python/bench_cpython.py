@@ -10,7 +10,11 @@ and parses the one JSON object it prints on stdout. MODE is one of
 * ``main``: workloads 1-5 (throughput, latency, map, as_completed, wait);
 * ``mem``: memory per pending future (run in a fresh process so the peak
   resident set is this workload's alone);
-* ``idle``: CPU time of an idle pool and of a thread blocked in result().
+* ``idle``: CPU time of an idle pool and of a thread blocked in result();
+* ``proc``: one round of the process-pool workloads P1-P7 with
+  ``ProcessPoolExecutor`` and the ``fork`` context, plus start-up (P4) with
+  the ``spawn`` context. It prints raw samples (lists), one object per
+  context, which the harness pools over rounds.
 
 The keys of the result match the Rust harness's metric keys; the sizes come
 from CONFIG so both sides always measure the same thing.
@@ -19,18 +23,27 @@ from CONFIG so both sides always measure the same thing.
 import collections
 import itertools
 import json
+import math
+import multiprocessing
+import os
+import signal
+import socket
 import statistics
+import string
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
     Future,
+    ProcessPoolExecutor,
     ThreadPoolExecutor,
     as_completed,
     wait,
 )
+from concurrent.futures.process import BrokenProcessPool
 
 now_ns = time.perf_counter_ns
 
@@ -280,9 +293,251 @@ def run_idle(cfg):
     return results
 
 
+# ---------------------------------------------------------------- process --
+# Mirrors bench/src/process_workloads.rs. The functions a worker runs are at
+# module level so that they pickle by name (and, with spawn, re-import).
+
+PRIMES = [
+    112272535095293,
+    112582705942171,
+    112272535095293,
+    115280095190773,
+    115797848077099,
+    1099726899285419,
+]
+
+
+def is_prime(n):
+    """The seeds' is_prime, as in the concurrent.futures documentation."""
+    if n < 2:
+        return False
+    if n == 2:
+        return True
+    if n % 2 == 0:
+        return False
+
+    sqrt_n = int(math.floor(math.sqrt(n)))
+    for i in range(3, sqrt_n + 1, 2):
+        if n % i == 0:
+            return False
+    return True
+
+
+def pid_after(ms):
+    time.sleep(ms / 1e3)
+    return os.getpid()
+
+
+def echo(s):
+    return s
+
+
+def report_and_hold(path):
+    """P6: tells the harness which process runs it, then holds its worker
+    until the harness hangs up (or the process is killed)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError:
+        return 0
+    s.sendall(os.getpid().to_bytes(4, "little"))
+    s.recv(1)
+    return 0
+
+
+def proc_warm_up(ex, workers):
+    """Every worker running (fork starts them all at the first submit,
+    spawn one per submit), then a batch, as the harness's `warm_up`."""
+    for _ in range(5):
+        pids = {f.result() for f in [ex.submit(pid_after, 20) for _ in range(workers)]}
+        if len(pids) == workers:
+            break
+    batch = [ex.submit(identity, i) for i in range(1000)]
+    assert sum(f.result() for f in batch) == 1000 * 999 // 2
+
+
+def proc_startup(ctx, workers):
+    """P4: from creating the pool to the first result; shutdown not
+    counted."""
+    start = now_ns()
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    assert ex.submit(identity, 1).result() == 1
+    elapsed = now_ns() - start
+    ex.shutdown()
+    return elapsed
+
+
+def proc_submit_collect(ex, pc):
+    """P1: N trivial tasks, one call each, then every result in order."""
+    n = pc["submit_n"]
+    start = now_ns()
+    fs = [ex.submit(identity, i) for i in range(n)]
+    total = sum(f.result() for f in fs)
+    elapsed = now_ns() - start
+    assert total == n * (n - 1) // 2
+    return elapsed / n
+
+
+def proc_map(ex, pc):
+    """P2: map with a chunksize, every result taken in order."""
+    n = pc["map_n"]
+    start = now_ns()
+    total = sum(ex.map(double, range(n), chunksize=pc["map_chunksize"]))
+    elapsed = now_ns() - start
+    assert total == n * (n - 1)
+    return elapsed / n
+
+
+def proc_round_trips(ex, count):
+    """P3: back-to-back submit -> result."""
+    samples = []
+    for _ in range(count):
+        start = now_ns()
+        assert ex.submit(identity, 7).result() == 7
+        samples.append(now_ns() - start)
+    return samples
+
+
+def two_worker_bound(times):
+    """P5: the best speed-up a 2-worker split of the numbers allows."""
+    total = sum(times)
+    best = min(
+        max(one, total - one)
+        for one in (
+            sum(t for i, t in enumerate(times) if mask & (1 << i))
+            for mask in range(1 << len(times))
+        )
+    )
+    return total / best
+
+
+def proc_primes_sequential():
+    per_number = []
+    start = now_ns()
+    for n in PRIMES:
+        t = now_ns()
+        is_prime(n)
+        per_number.append(now_ns() - t)
+    return now_ns() - start, per_number
+
+
+def proc_primes_pool(ex):
+    """P5: the seeds' example, `executor.map(is_prime, PRIMES)`."""
+    start = now_ns()
+    primes = list(ex.map(is_prime, PRIMES))
+    elapsed = now_ns() - start
+    assert primes == [True, True, True, True, True, False]
+    return elapsed
+
+
+def proc_big(ex, nbytes):
+    """P7: one call whose argument and result are `nbytes` long."""
+    text = (string.ascii_lowercase * (nbytes // 26 + 1))[:nbytes]
+    start = now_ns()
+    back = ex.submit(echo, text).result()
+    elapsed = now_ns() - start
+    assert back == text
+    return elapsed
+
+
+class Holder:
+    """The Unix socket report_and_hold tasks connect to."""
+
+    def __init__(self):
+        self.path = os.path.join(
+            tempfile.gettempdir(), f"cf-bench-py-{os.getpid()}-{time.monotonic_ns()}.sock"
+        )
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(16)
+        self.listener.settimeout(30)
+        self.held = []
+
+    def arrival(self):
+        conn, _ = self.listener.accept()
+        conn.settimeout(None)
+        pid = b""
+        while len(pid) < 4:
+            pid += conn.recv(4 - len(pid))
+        self.held.append(conn)
+        return int.from_bytes(pid, "little")
+
+    def close(self):
+        for conn in self.held:
+            conn.close()
+        self.listener.close()
+        os.unlink(self.path)
+
+
+def proc_death_broken(ctx, pc):
+    """P6a: futures wait in wait(ALL_COMPLETED), one running on each worker,
+    the rest queued; a worker is killed. From the kill to wait's return,
+    every future failed with BrokenProcessPool."""
+    workers = pc["workers"]
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    holder = Holder()
+    fs = [
+        ex.submit(report_and_hold, holder.path)
+        for _ in range(max(pc["death_waiters"], workers))
+    ]
+    pids = [holder.arrival() for _ in range(workers)]
+    killed_at = []
+
+    def killer():
+        time.sleep(pc["death_delay_ms"] / 1e3)
+        killed_at.append(now_ns())
+        os.kill(pids[0], signal.SIGKILL)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    wait(fs, return_when=ALL_COMPLETED)
+    returned_at = now_ns()
+    t.join()
+    for f in fs:
+        assert isinstance(f.exception(), BrokenProcessPool), f.exception()
+    holder.close()
+    ex.shutdown()
+    return returned_at - killed_at[0]
+
+
+def run_proc(cfg):
+    """One round of P1-P7 with the fork context, and P4 with spawn."""
+    pc = cfg["process"]
+    workers, rounds = pc["workers"], pc["rounds"]
+    per_round = lambda total: -(-total // rounds)
+    fork = multiprocessing.get_context("fork")
+    spawn = multiprocessing.get_context("spawn")
+    f = collections.defaultdict(list)
+    s = collections.defaultdict(list)
+    for _ in range(per_round(pc["startups"])):
+        f["startup_ns"].append(proc_startup(fork, workers))
+        s["startup_ns"].append(proc_startup(spawn, workers))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=fork) as ex:
+        proc_warm_up(ex, workers)
+        f["task_ns"].append(proc_submit_collect(ex, pc))
+        f["map_ns"].append(proc_map(ex, pc))
+        f["round_trip_ns"] += proc_round_trips(ex, per_round(pc["round_trips"]))
+        # As the harness: sequential then pool, back to back; the bound from
+        # each number's fastest sequential time.
+        fastest = [math.inf] * len(PRIMES)
+        for _ in range(pc["primes_runs_python"]):
+            sequential, per_number = proc_primes_sequential()
+            pool_time = proc_primes_pool(ex)
+            f["primes_sequential_ns"].append(sequential)
+            f["primes_pool_ns"].append(pool_time)
+            f["primes_speedup"].append(sequential / pool_time)
+            fastest = [min(a, b) for a, b in zip(fastest, per_number)]
+        if pc["primes_runs_python"]:
+            f["primes_bound"].append(two_worker_bound(fastest))
+        f["big_ns"].append(proc_big(ex, pc["big_bytes"]))
+    for _ in range(per_round(pc["deaths"])):
+        f["death_broken_ns"].append(proc_death_broken(fork, pc))
+    return {"fork": f, "spawn": s}
+
+
 def main():
     mode, cfg = sys.argv[1], json.loads(sys.argv[2])
-    runners = {"main": run_main, "mem": run_mem, "idle": run_idle}
+    runners = {"main": run_main, "mem": run_mem, "idle": run_idle, "proc": run_proc}
     results = runners[mode](cfg)
     print(json.dumps({"python": sys.version.split()[0], "results": results}))
 

@@ -49,6 +49,93 @@ pub struct Config {
     pub idle_secs: f64,
     /// Workload 7: pause before measuring, so spinning workers settle.
     pub settle_ms: u64,
+    /// The process-pool workloads (P1-P7).
+    pub process: ProcessConfig,
+}
+
+/// Sizes of the process-pool workloads (`process_workloads.rs` and the
+/// CPython script's `proc` mode).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcessConfig {
+    /// Worker processes of every pool.
+    pub workers: usize,
+    /// Rounds: each gives every peer a fresh process (a child of the
+    /// harness, or a fresh interpreter) in turn. Throughputs and times are
+    /// the median over rounds; latency samples are pooled.
+    pub rounds: usize,
+    /// P1: trivial tasks submitted (chunksize 1) before collecting.
+    pub submit_n: usize,
+    /// P1, procspawn only: handles outstanding at once. Each pending
+    /// procspawn task holds three descriptors (two `ipc-channel`s), so
+    /// 20,000 at once would pass the descriptor limit (`ulimit -n` is
+    /// 20,000 on the reference machine); it submits and joins in batches
+    /// of this size instead.
+    pub procspawn_batch: usize,
+    /// P2: items mapped.
+    pub map_n: usize,
+    /// P2: items per message.
+    pub map_chunksize: usize,
+    /// P3: back-to-back round trips on a warm pool, in all.
+    pub round_trips: usize,
+    /// P4: fresh pools started, in all.
+    pub startups: usize,
+    /// P5: runs of the sequential check and of the pool's, per round, in
+    /// Rust (about 0.1 s each).
+    pub primes_runs: usize,
+    /// P5: the same for CPython, whose runs take seconds.
+    pub primes_runs_python: usize,
+    /// P6: worker deaths, in all.
+    pub deaths: usize,
+    /// P6: futures waiting when the worker dies: one running on each
+    /// worker, the rest queued.
+    pub death_waiters: usize,
+    /// P6: pause between the waiter blocking and the kill.
+    pub death_delay_ms: u64,
+    /// P7: bytes of the argument and of the result.
+    pub big_bytes: usize,
+}
+
+impl ProcessConfig {
+    /// The documented run.
+    pub fn full() -> Self {
+        ProcessConfig {
+            workers: 2,
+            rounds: 3,
+            submit_n: 20_000,
+            procspawn_batch: 4_000,
+            map_n: 1_000_000,
+            map_chunksize: 100,
+            round_trips: 3_000,
+            startups: 15,
+            primes_runs: 5,
+            primes_runs_python: 2,
+            deaths: 9,
+            death_waiters: 6,
+            death_delay_ms: 20,
+            big_bytes: 64 << 20,
+        }
+    }
+
+    /// The smoke run.
+    pub fn quick() -> Self {
+        ProcessConfig {
+            rounds: 1,
+            submit_n: 2_000,
+            procspawn_batch: 1_000,
+            map_n: 100_000,
+            round_trips: 300,
+            startups: 3,
+            primes_runs: 2,
+            deaths: 2,
+            big_bytes: 8 << 20,
+            ..ProcessConfig::full()
+        }
+    }
+
+    /// `total` samples spread over the rounds: this many per round.
+    pub fn per_round(&self, total: usize) -> usize {
+        total.div_ceil(self.rounds)
+    }
 }
 
 impl Config {
@@ -74,6 +161,7 @@ impl Config {
             mem_n: 1_000_000,
             idle_secs: 1.0,
             settle_ms: 200,
+            process: ProcessConfig::full(),
         }
     }
 
@@ -92,6 +180,7 @@ impl Config {
             mem_n: 100_000,
             idle_secs: 0.2,
             settle_ms: 50,
+            process: ProcessConfig::quick(),
             ..Config::full()
         }
     }

@@ -1,9 +1,11 @@
 //! Benchmarks `concurrent-futures` against CPython's `concurrent.futures`,
 //! rayon, the `threadpool` crate, tokio's `spawn_blocking` and a minimal
-//! crossbeam-channel pool, all in one run, and prints the ratios.
+//! crossbeam-channel pool (thread pools), and against CPython's
+//! `ProcessPoolExecutor` and procspawn's `Pool` (process pools), all in one
+//! run, and prints the ratios.
 //!
 //! ```text
-//! cargo run --release -p concurrent-futures-bench             # ~2-3 min
+//! cargo run --release -p concurrent-futures-bench             # ~2.5-3 min
 //! cargo run --release -p concurrent-futures-bench -- --quick  # ~20 s smoke
 //! cargo run --release -p concurrent-futures-bench -- --write  # + BENCHMARKS.md
 //! ```
@@ -11,7 +13,15 @@
 //! Layout: `peers` (who is compared, the `Pool` interface), `pools` and
 //! `crossbeam_pool` (the adapters), `workloads` (what is measured),
 //! `child` and `cpython` (what runs in other processes), `metrics`,
-//! `stats`, `sys` and `report` (numbers and their presentation).
+//! `stats`, `sys` and `report` (numbers and their presentation). The
+//! process pools have their own `process_peers`, `process_workloads`,
+//! `process_metrics` and `process_report`.
+//!
+//! Two kinds of worker process run this same executable: our pool's, which
+//! the library's constructor sends into its worker loop before `main`, and
+//! procspawn's, which `procspawn::init()` at the top of `main` takes over.
+//! Each is marked by its own environment variable, so neither sees the
+//! other's workers.
 
 mod child;
 mod config;
@@ -20,6 +30,10 @@ mod crossbeam_pool;
 mod metrics;
 mod peers;
 mod pools;
+mod process_metrics;
+mod process_peers;
+mod process_report;
+mod process_workloads;
 mod report;
 mod stats;
 mod sys;
@@ -32,6 +46,8 @@ use std::time::Instant;
 use config::Config;
 use metrics::Results;
 use peers::{Peer, with_pool};
+use process_metrics::ProcResults;
+use process_peers::ProcPeer;
 use report::Report;
 use workloads::Samples;
 
@@ -46,9 +62,14 @@ usage: concurrent-futures-bench [--quick] [--write]
 const BENCHMARKS_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../BENCHMARKS.md");
 
 fn main() -> ExitCode {
+    // A procspawn worker runs its calls here and never returns. (Our own
+    // pool's workers never get here: they enter their loop before `main`.)
+    procspawn::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--child") {
-        return child_main(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("--child") => return child_main(&args[1..]),
+        Some("--proc-child") => return process_workloads::child_main(&args[1..]),
+        _ => {}
     }
     let (mut quick, mut write) = (false, false);
     for arg in &args {
@@ -105,6 +126,7 @@ fn child_main(args: &[String]) -> ExitCode {
 /// compete for the two cores; then the tables.
 fn run_all(cfg: &Config, write: bool) -> Result<(), String> {
     let started = Instant::now();
+    let load_before = sys::loadavg();
     let progress = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     eprintln!(
         "{} run, {} workers per pool, {} CPUs",
@@ -156,11 +178,18 @@ fn run_all(cfg: &Config, write: bool) -> Result<(), String> {
         }
     }
 
+    let mut proc_results = ProcResults::default();
+    let mut skipped = Vec::new();
+    measure_process_pools(cfg, &mut proc_results, &mut skipped, &mut python, &progress)?;
+
     let report = Report {
         cfg,
         results: &results,
+        proc_results: &proc_results,
+        skipped,
         python,
         cpu_floor,
+        load: [load_before, sys::loadavg()],
         wall: started.elapsed(),
     };
     println!("\n{}", report.results_table());
@@ -169,6 +198,11 @@ fn run_all(cfg: &Config, write: bool) -> Result<(), String> {
         "CPU floor (this process before any pool, same measurement as row 7): {cpu_floor:.0} µs/s\n"
     );
     println!("{}", report.targets_table());
+    println!("Process pools:\n\n{}", report.process_table());
+    println!("{}", report.process_targets_table());
+    for line in &report.skipped {
+        println!("note: {line}");
+    }
     eprintln!("total {:.0} s", report.wall.as_secs_f64());
     if write {
         let existing = std::fs::read_to_string(BENCHMARKS_MD).ok();
@@ -176,6 +210,61 @@ fn run_all(cfg: &Config, write: bool) -> Result<(), String> {
         std::fs::write(BENCHMARKS_MD, text)
             .map_err(|e| format!("cannot write {BENCHMARKS_MD}: {e}"))?;
         eprintln!("wrote BENCHMARKS.md");
+    }
+    Ok(())
+}
+
+/// The process-pool workloads, in rounds: each round runs ours, procspawn
+/// and CPython in a fresh process each, one after the other. A peer that
+/// cannot run here is skipped with a note (`skipped`), not an error.
+fn measure_process_pools(
+    cfg: &Config,
+    results: &mut ProcResults,
+    skipped: &mut Vec<String>,
+    python: &mut Option<String>,
+    progress: &impl Fn(&str),
+) -> Result<(), String> {
+    let rounds = cfg.process.rounds;
+    let mut failed: Vec<ProcPeer> = Vec::new();
+    for round in 1..=rounds {
+        for peer in ProcPeer::RUST {
+            if failed.contains(&peer) {
+                continue;
+            }
+            progress(&format!("process round {round}/{rounds}: {peer}"));
+            match process_workloads::spawn_round(peer, cfg) {
+                Ok(samples) => results.record_json(peer, &samples)?,
+                // Ours must work; a peer that cannot is reported.
+                Err(e) if peer != ProcPeer::Ours => {
+                    eprintln!("warning: {peer} skipped: {e}");
+                    skipped.push(format!("{peer} could not run here: {e}"));
+                    failed.push(peer);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if failed.contains(&ProcPeer::CPythonFork) {
+            continue;
+        }
+        progress(&format!("process round {round}/{rounds}: CPython"));
+        match cpython::run("proc", cfg) {
+            Ok(run) => {
+                for (key, samples) in &run.results {
+                    let peer = ProcPeer::from_arg(key)
+                        .ok_or_else(|| format!("CPython proc: unknown context {key:?}"))?;
+                    let samples = samples
+                        .as_object()
+                        .ok_or_else(|| format!("CPython proc: {key:?} is not an object"))?;
+                    results.record_json(peer, samples)?;
+                }
+                *python = Some(run.version);
+            }
+            Err(e) => {
+                eprintln!("warning: CPython process pools skipped: {e}");
+                skipped.push(format!("CPython's process pool could not run here: {e}"));
+                failed.push(ProcPeer::CPythonFork);
+            }
+        }
     }
     Ok(())
 }

@@ -32,6 +32,8 @@ pub enum Unit {
     Bytes,
     /// CPU time, in microseconds per second of wall time.
     CpuMicrosPerSec,
+    /// A speed-up factor (higher is better).
+    Times,
 }
 
 impl Metric {
@@ -129,6 +131,7 @@ impl Unit {
             Unit::Bytes if value < 1024.0 => format!("{value:.0} B"),
             Unit::Bytes => format!("{} KiB", sig3(value / 1024.0)),
             Unit::CpuMicrosPerSec => format!("{value:.0} µs/s"),
+            Unit::Times => format!("{}×", sig3(value)),
         }
     }
 }
@@ -214,6 +217,7 @@ mod tests {
         assert_eq!(Unit::Nanos.format(17_600.0), "17.6 µs");
         assert_eq!(Unit::Nanos.format(8_717_585.0), "8.72 ms");
         assert_eq!(Unit::Bytes.format(1901.0), "1.86 KiB");
+        assert_eq!(Unit::Times.format(1.774), "1.77×");
         assert_eq!(thousands(1_000_000), "1,000,000");
         assert_eq!(thousands(999), "999");
     }

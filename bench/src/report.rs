@@ -1,5 +1,5 @@
-//! The results as Markdown: the table printed after every run, the
-//! issue's targets checked against it, and the whole of BENCHMARKS.md.
+//! The results as Markdown: the tables printed after every run, the
+//! issue's targets checked against them, and the whole of BENCHMARKS.md.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::metrics::{Metric, Results, Unit, sig3, thousands};
 use crate::peers::Peer;
-use crate::sys;
+use crate::process_metrics::ProcResults;
+use crate::{process_report, sys};
 
 /// The documented command; `--write` is how BENCHMARKS.md was made.
 pub const COMMAND: &str = "cargo run --release -p concurrent-futures-bench";
@@ -24,10 +25,15 @@ const CARGO_LOCK: &str = include_str!("../../Cargo.lock");
 pub struct Report<'a> {
     pub cfg: &'a Config,
     pub results: &'a Results,
+    pub proc_results: &'a ProcResults,
+    /// Peers that could not run here, and why.
+    pub skipped: Vec<String>,
     /// `None` when python3 could not be run.
     pub python: Option<String>,
     /// CPU µs/s of this process before any pool existed: row 7's floor.
     pub cpu_floor: f64,
+    /// `/proc/loadavg` (1, 5, 15 min) when the run started and ended.
+    pub load: [String; 2],
     pub wall: Duration,
 }
 
@@ -156,6 +162,16 @@ impl Report<'_> {
         ]
     }
 
+    /// The process-pool table.
+    pub fn process_table(&self) -> String {
+        process_report::results_table(&self.cfg.process, self.proc_results)
+    }
+
+    /// The process-pool targets.
+    pub fn process_targets_table(&self) -> String {
+        process_report::targets_table(&self.cfg.process, self.proc_results)
+    }
+
     pub fn targets_table(&self) -> String {
         let mut out = String::from("| Target | Measured (ours) | Met |\n|---|---|---|\n");
         for t in self.targets() {
@@ -189,11 +205,16 @@ impl Report<'_> {
         writeln!(
             out,
             "**These numbers are from one run on a shared, noisy {}-core machine \
-             (other builds and tests were running): the ratios matter, not the \
+             (other builds and tests may have been running; load average \
+             {} at the start, {} at the end): the ratios matter, not the \
              absolute times.** Every peer ran in the same run, one after the \
-             other, with the same number of workers: **{}**.{}\n",
+             other, with the same number of workers: **{}** threads, or \
+             **{}** processes.{}\n",
             sys::nproc(),
+            self.load[0],
+            self.load[1],
             cfg.workers,
+            cfg.process.workers,
             if cfg.quick {
                 " This was a `--quick` run (smaller sizes, one round): \
                  indicative only."
@@ -226,11 +247,30 @@ impl Report<'_> {
         out.push_str(&self.targets_table());
         writeln!(out, "\n## What each row measures\n").unwrap();
         out.push_str(&notes(cfg, self.cpu_floor));
+        writeln!(out, "\n## Process pools\n").unwrap();
+        writeln!(
+            out,
+            "Ours (`ProcessPoolExecutor`), CPython's `ProcessPoolExecutor` \
+             with the `fork` context (and `spawn` for start-up) and \
+             procspawn's `Pool`, {} worker processes each, measured in the \
+             same run as the thread pools above. Ratio in parentheses: peer \
+             / ours, **above 1 we are faster**.\n",
+            cfg.process.workers
+        )
+        .unwrap();
+        for line in &self.skipped {
+            writeln!(out, "**Not measured:** {line}\n").unwrap();
+        }
+        out.push_str(&self.process_table());
+        writeln!(out, "\n### Targets from the issue (process pool)\n").unwrap();
+        out.push_str(&self.process_targets_table());
+        writeln!(out, "\n### What each process row measures\n").unwrap();
+        out.push_str(&process_report::notes(&cfg.process));
         writeln!(out, "\n## Running it\n").unwrap();
         writeln!(
             out,
-            "- `{COMMAND}`: everything, about 2-3 minutes on 2 cores \
-             (most of it in CPython); prints both tables.\n\
+            "- `{COMMAND}`: everything, about 2.5-3 minutes on 2 cores \
+             (most of it in CPython); prints all four tables.\n\
              - `{COMMAND} -- --quick`: the CI smoke run, about 20 s, with a \
              tenth of the sizes or less.\n\
              - `-- --write` also rewrites this file.\n\
@@ -338,6 +378,7 @@ fn peer_versions() -> String {
         "tokio",
         "crossbeam-channel",
         "oneshot",
+        "procspawn",
     ]
     .into_iter()
     .map(|name| format!("{name} {}", locked_version(CARGO_LOCK, name).unwrap_or("?")))
@@ -390,11 +431,15 @@ mod tests {
         results.record(Peer::Ours, Metric::SubmitCollect, 100.0);
         results.record(Peer::CPython, Metric::SubmitCollect, 6_000.0);
         results.record(Peer::Rayon, Metric::SubmitCollect, 90.0);
+        let proc_results = ProcResults::default();
         let report = Report {
             cfg: &cfg,
             results: &results,
+            proc_results: &proc_results,
+            skipped: Vec::new(),
             python: None,
             cpu_floor: 30.0,
+            load: ["0.10 0.20 0.30".into(), "0.40 0.50 0.60".into()],
             wall: Duration::from_secs(1),
         };
         let table = report.results_table();

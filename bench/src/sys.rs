@@ -60,6 +60,25 @@ pub fn kernel() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The most file descriptors this process may open (`ulimit -n`).
+pub fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc == 0 { limit.rlim_cur } else { 0 }
+}
+
+/// The 1-, 5- and 15-minute load averages, as `/proc/loadavg` has them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Today's date (UTC) as `YYYY-MM-DD`.
 pub fn today_utc() -> String {
     let secs = SystemTime::now()
@@ -100,5 +119,7 @@ mod tests {
         assert!(status_bytes("VmRSS") > 0);
         assert!(status_bytes("VmHWM") >= status_bytes("VmRSS") / 2);
         assert!(process_cpu_time() > Duration::ZERO);
+        assert!(open_files_limit() > 0);
+        assert_eq!(loadavg().split(' ').count(), 3);
     }
 }

@@ -11,21 +11,10 @@ use crate::process_peers::ProcPeer;
 /// The table, one row per metric, one column per peer; every peer cell
 /// carries its ratio to ours.
 pub fn results_table(cfg: &ProcessConfig, results: &ProcResults) -> String {
-    let mut out = String::from("| Workload |");
-    for peer in ProcPeer::ALL {
-        write!(out, " {peer} |").unwrap();
-    }
-    out.push_str("\n|---|");
-    out.push_str(&"---:|".repeat(ProcPeer::ALL.len()));
-    out.push('\n');
-    for metric in ProcMetric::ALL {
-        write!(out, "| {} |", metric.label(cfg)).unwrap();
-        for peer in ProcPeer::ALL {
-            write!(out, " {} |", cell(results, metric, peer)).unwrap();
-        }
-        out.push('\n');
-    }
-    out
+    crate::report::markdown_table(
+        ProcPeer::ALL,
+        ProcMetric::ALL.map(|m| (m.label(cfg), ProcPeer::ALL.map(|p| cell(results, m, p)))),
+    )
 }
 
 fn cell(results: &ProcResults, metric: ProcMetric, peer: ProcPeer) -> String {

@@ -37,6 +37,29 @@ pub struct Report<'a> {
     pub wall: Duration,
 }
 
+/// A Markdown table: a "Workload" column, then one column per peer, one
+/// row per `(label, cells)`. Shared by the thread- and process-pool tables.
+pub fn markdown_table<P: std::fmt::Display, const N: usize>(
+    peers: [P; N],
+    rows: impl IntoIterator<Item = (String, [String; N])>,
+) -> String {
+    let mut out = String::from("| Workload |");
+    for peer in peers {
+        write!(out, " {peer} |").unwrap();
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(N));
+    out.push('\n');
+    for (label, cells) in rows {
+        write!(out, "| {label} |").unwrap();
+        for cell in cells {
+            write!(out, " {cell} |").unwrap();
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// One target of the issue, checked.
 struct Target {
     goal: &'static str,
@@ -49,21 +72,10 @@ impl Report<'_> {
     /// The results table, one row per metric, one column per peer;
     /// every peer cell carries its ratio to ours.
     pub fn results_table(&self) -> String {
-        let mut out = String::from("| Workload |");
-        for peer in Peer::ALL {
-            write!(out, " {peer} |").unwrap();
-        }
-        out.push_str("\n|---|");
-        out.push_str(&"---:|".repeat(Peer::ALL.len()));
-        out.push('\n');
-        for metric in Metric::ALL {
-            write!(out, "| {} |", metric.label(self.cfg)).unwrap();
-            for peer in Peer::ALL {
-                write!(out, " {} |", self.cell(metric, peer)).unwrap();
-            }
-            out.push('\n');
-        }
-        out
+        markdown_table(
+            Peer::ALL,
+            Metric::ALL.map(|m| (m.label(self.cfg), Peer::ALL.map(|p| self.cell(m, p)))),
+        )
     }
 
     fn cell(&self, metric: Metric, peer: Peer) -> String {

@@ -12,6 +12,7 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::future::State;
 
@@ -36,9 +37,14 @@ use crate::future::State;
 pub enum Error {
     /// The future was cancelled before it ran (Python `CancelledError`).
     Cancelled,
-    /// The future was not done before the timeout or deadline (Python
-    /// `TimeoutError`). For `wait` a timeout is not an error.
+    /// A wait on the future (`result_timeout`, `map`'s or `as_completed`'s
+    /// timeout) ended before the future was done (Python `TimeoutError`).
+    /// The future itself goes on. For `wait` a timeout is not an error.
     Timeout,
+    /// The task ran longer than its pool's per-task time limit, which this
+    /// holds, and was stopped: a process pool killed its worker (SPEC B1).
+    /// Unlike [`Error::Timeout`] this is the future's outcome: it is done.
+    TaskTimeout(Duration),
     /// The task failed: it panicked or returned an error (the task's own
     /// exception in Python).
     Failed(TaskError),
@@ -53,6 +59,9 @@ pub enum Error {
     /// The worker process running the task died; the pool heals itself
     /// (SPEC B3). Without self-healing a death breaks the pool instead.
     WorkerDied(WorkerDeath),
+    /// An argument was refused before any work was scheduled (Python
+    /// `ValueError`), such as `map` with a buffer size of zero.
+    InvalidArgument(&'static str),
 }
 
 impl Error {
@@ -61,9 +70,15 @@ impl Error {
         matches!(self, Error::Cancelled)
     }
 
-    /// True for [`Error::Timeout`].
+    /// True for [`Error::Timeout`]: a wait gave up, the future goes on.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout)
+    }
+
+    /// True for [`Error::TaskTimeout`]: the task itself was stopped for
+    /// running past its time limit.
+    pub fn is_task_timeout(&self) -> bool {
+        matches!(self, Error::TaskTimeout(_))
     }
 
     /// The task's own failure, if that is what this error is.
@@ -79,7 +94,11 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Cancelled => f.write_str("the future was cancelled"),
-            Error::Timeout => f.write_str("the future did not complete before the timeout"),
+            Error::Timeout => f.write_str("the wait timed out before the future was done"),
+            Error::TaskTimeout(limit) => write!(
+                f,
+                "the task ran longer than its time limit of {limit:?} and was stopped"
+            ),
             Error::Failed(e) => write!(f, "the task failed: {e}"),
             Error::Broken(e) => e.fmt(f),
             Error::ShutDown => f.write_str("cannot schedule new futures after shutdown"),
@@ -87,6 +106,7 @@ impl fmt::Display for Error {
                 "deadlock: the awaited future is running and (transitively) waiting on the caller",
             ),
             Error::WorkerDied(d) => d.fmt(f),
+            Error::InvalidArgument(what) => f.write_str(what),
         }
     }
 }
@@ -102,22 +122,29 @@ impl std::error::Error for Error {
     }
 }
 
-/// A task's own failure: a panic, or the error a fallible task returned, or
-/// the exception set with [`Future::set_exception`](crate::Future::set_exception).
+/// A task's own failure: a panic, the error a fallible task returned (or
+/// the exception set with
+/// [`Future::set_exception`](crate::Future::set_exception)), or a value of
+/// the call that could not cross into or out of a worker process.
 ///
 /// It carries what a user needs to debug the failure (SPEC F10): the panic
-/// message, or the original error value (reachable with
-/// [`downcast_ref`](TaskError::downcast_ref) and `source()`).
+/// message or error text, the original error value (reachable with
+/// [`downcast_ref`](TaskError::downcast_ref) and `source()`), and for
+/// failures inside a worker process its pid and backtrace. [`kind`](Self::kind)
+/// says which failure it is without comparing strings (SPEC X1).
 ///
 /// # Examples
 ///
 /// ```
-/// use concurrent_futures::{Error, ThreadPoolExecutor};
+/// use concurrent_futures::{Error, TaskErrorKind, ThreadPoolExecutor};
 ///
 /// let pool = ThreadPoolExecutor::new(1).unwrap();
 /// let f = pool.submit(|| -> u32 { panic!("boom") }).unwrap();
 /// match f.result() {
-///     Err(Error::Failed(e)) => assert_eq!(e.panic_message(), Some("boom")),
+///     Err(Error::Failed(e)) => {
+///         assert_eq!(e.kind(), TaskErrorKind::Panic);
+///         assert_eq!(e.panic_message(), Some("boom"));
+///     }
 ///     other => panic!("unexpected {other:?}"),
 /// }
 /// ```
@@ -126,12 +153,34 @@ pub struct TaskError {
     repr: Arc<Repr>,
 }
 
+/// Which failure a [`TaskError`] is (SPEC X1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskErrorKind {
+    /// The task panicked.
+    Panic,
+    /// The task returned an error, or one was set with `set_exception`.
+    Error,
+    /// A value of the call (its argument, or its result inside the worker)
+    /// could not be serialized, or its `Serialize` impl panicked.
+    Serialize,
+    /// A value of the call (its argument inside the worker, or its result
+    /// back in this process) could not be deserialized, or its
+    /// `Deserialize` impl panicked.
+    Deserialize,
+}
+
 enum Repr {
     Panic(String),
     Error(Box<dyn std::error::Error + Send + Sync>),
+    /// A value that could not be (de)serialized in this process.
+    Codec {
+        kind: TaskErrorKind,
+        message: String,
+    },
     /// A failure inside a worker process, carried back as text.
     Remote {
-        panicked: bool,
+        kind: TaskErrorKind,
         message: String,
         backtrace: Option<String>,
         pid: u32,
@@ -156,16 +205,23 @@ impl TaskError {
         }
     }
 
+    /// A value that could not be serialized or deserialized here.
+    pub(crate) fn codec(kind: TaskErrorKind, message: String) -> Self {
+        TaskError {
+            repr: Arc::new(Repr::Codec { kind, message }),
+        }
+    }
+
     /// A failure that happened in worker process `pid` (SPEC F10).
     pub(crate) fn remote(
-        panicked: bool,
+        kind: TaskErrorKind,
         message: String,
         backtrace: Option<String>,
         pid: u32,
     ) -> Self {
         TaskError {
             repr: Arc::new(Repr::Remote {
-                panicked,
+                kind,
                 message,
                 backtrace,
                 pid,
@@ -173,12 +229,18 @@ impl TaskError {
         }
     }
 
+    /// Which failure this is.
+    pub fn kind(&self) -> TaskErrorKind {
+        match &*self.repr {
+            Repr::Panic(_) => TaskErrorKind::Panic,
+            Repr::Error(_) => TaskErrorKind::Error,
+            Repr::Codec { kind, .. } | Repr::Remote { kind, .. } => *kind,
+        }
+    }
+
     /// True when the task panicked, here or in a worker process.
     pub fn is_panic(&self) -> bool {
-        matches!(
-            *self.repr,
-            Repr::Panic(_) | Repr::Remote { panicked: true, .. }
-        )
+        self.kind() == TaskErrorKind::Panic
     }
 
     /// The panic message, when the task panicked.
@@ -186,7 +248,7 @@ impl TaskError {
         match &*self.repr {
             Repr::Panic(m) => Some(m),
             Repr::Remote {
-                panicked: true,
+                kind: TaskErrorKind::Panic,
                 message,
                 ..
             } => Some(message),
@@ -237,14 +299,16 @@ impl fmt::Debug for TaskError {
         match &*self.repr {
             Repr::Panic(m) => f.debug_tuple("Panic").field(m).finish(),
             Repr::Error(e) => f.debug_tuple("Error").field(e).finish(),
+            Repr::Codec { kind, message } => f
+                .debug_struct("Codec")
+                .field("kind", kind)
+                .field("message", message)
+                .finish(),
             Repr::Remote {
-                panicked,
-                message,
-                pid,
-                ..
+                kind, message, pid, ..
             } => f
                 .debug_struct("Remote")
-                .field("panicked", panicked)
+                .field("kind", kind)
                 .field("message", message)
                 .field("pid", pid)
                 .finish_non_exhaustive(),
@@ -257,8 +321,9 @@ impl fmt::Display for TaskError {
         match &*self.repr {
             Repr::Panic(m) => write!(f, "panicked: {m}"),
             Repr::Error(e) => e.fmt(f),
+            Repr::Codec { message, .. } => f.write_str(message),
             Repr::Remote {
-                panicked: true,
+                kind: TaskErrorKind::Panic,
                 message,
                 pid,
                 ..
@@ -320,33 +385,69 @@ impl WorkerDeath {
     }
 }
 
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        15 => "SIGTERM",
-        _ => "signal",
+/// The conventional name of a signal number on this platform.
+#[cfg(unix)]
+pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
+    const NAMES: &[(i32, &str)] = &[
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGTRAP, "SIGTRAP"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGCHLD, "SIGCHLD"),
+        (libc::SIGCONT, "SIGCONT"),
+        (libc::SIGSTOP, "SIGSTOP"),
+        (libc::SIGTSTP, "SIGTSTP"),
+        (libc::SIGTTIN, "SIGTTIN"),
+        (libc::SIGTTOU, "SIGTTOU"),
+        (libc::SIGURG, "SIGURG"),
+        (libc::SIGXCPU, "SIGXCPU"),
+        (libc::SIGXFSZ, "SIGXFSZ"),
+        (libc::SIGVTALRM, "SIGVTALRM"),
+        (libc::SIGPROF, "SIGPROF"),
+        (libc::SIGWINCH, "SIGWINCH"),
+        (libc::SIGIO, "SIGIO"),
+        (libc::SIGSYS, "SIGSYS"),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == signal)
+        .map(|(_, name)| *name)
+}
+
+/// The conventional name of a signal number on this platform.
+#[cfg(not(unix))]
+pub(crate) fn signal_name(_signal: i32) -> Option<&'static str> {
+    None
+}
+
+impl fmt::Display for ExitCause {
+    /// `killed by signal 9 (SIGKILL)`, `killed by signal 34` for a signal
+    /// without a conventional name, or `exited with code 3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitCause::Signal(s) => match signal_name(s) {
+                Some(name) => write!(f, "killed by signal {s} ({name})"),
+                None => write!(f, "killed by signal {s}"),
+            },
+            ExitCause::Code(c) => write!(f, "exited with code {c}"),
+        }
     }
 }
 
 impl fmt::Display for WorkerDeath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.cause {
-            ExitCause::Signal(s) => write!(
-                f,
-                "worker died: killed by signal {s} ({}), pid {}",
-                signal_name(s),
-                self.pid
-            ),
-            ExitCause::Code(c) => write!(f, "worker died: exited with code {c}, pid {}", self.pid),
-        }
+        write!(f, "worker died: {}, pid {}", self.cause, self.pid)
     }
 }
 
@@ -551,6 +652,9 @@ pub enum BuildError {
     /// not run (see `process::run_worker_if_child`); refusing it prevents
     /// a fork bomb.
     WorkerEntryNotRun,
+    /// This program cannot start workers of its own, and why (for example,
+    /// the pool's code is in a shared library loaded by another program).
+    NoWorkerProgram(String),
 }
 
 impl fmt::Display for BuildError {
@@ -562,6 +666,9 @@ impl fmt::Display for BuildError {
             }
             BuildError::InitializerArgument(e) => {
                 write!(f, "could not serialize the initializer's argument: {e}")
+            }
+            BuildError::NoWorkerProgram(why) => {
+                write!(f, "cannot start worker processes: {why}")
             }
             BuildError::WorkerEntryNotRun => f.write_str(
                 "this process was started as a pool worker but its entry did not run; call \

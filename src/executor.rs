@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, SubmitError};
@@ -137,6 +138,34 @@ impl Shutdown {
     }
 }
 
+/// A count of items for [`MapOptions`]: a `usize` or a [`NonZeroUsize`].
+///
+/// With a `NonZeroUsize` a zero cannot be written at all; a `usize` zero
+/// is refused when the map starts, as CPython 3.14 raises `ValueError`:
+/// the map then yields [`Error::InvalidArgument`] and nothing else.
+pub trait ItemCount: sealed::Sealed {
+    /// The count as a plain number (0 when it is the refused zero).
+    fn count(self) -> usize;
+}
+
+impl ItemCount for usize {
+    fn count(self) -> usize {
+        self
+    }
+}
+
+impl ItemCount for NonZeroUsize {
+    fn count(self) -> usize {
+        self.get()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for usize {}
+    impl Sealed for std::num::NonZeroUsize {}
+}
+
 /// Python's keyword options of `Executor.map`.
 ///
 /// # Examples
@@ -152,6 +181,17 @@ impl Shutdown {
 ///     .map(Result::unwrap)
 ///     .collect();
 /// assert_eq!(squares[999], 998_001);
+/// ```
+///
+/// A zero is refused, as in CPython:
+///
+/// ```
+/// use concurrent_futures::{Error, MapOptions, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new(1).unwrap();
+/// let mut map = pool.map_with(|x: u32| x, 0..3, MapOptions::new().buffersize(0));
+/// assert!(matches!(map.next(), Some(Err(Error::InvalidArgument(_)))));
+/// assert!(map.next().is_none());
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MapOptions {
@@ -176,20 +216,20 @@ impl MapOptions {
     }
 
     /// At most this many items are submitted ahead of the consumer, so an
-    /// endless input runs in bounded memory (Python 3.14). Zero counts as
-    /// one.
-    pub fn buffersize(self, buffersize: usize) -> Self {
+    /// endless input runs in bounded memory (Python 3.14). Zero is refused
+    /// (see [`ItemCount`]).
+    pub fn buffersize(self, buffersize: impl ItemCount) -> Self {
         MapOptions {
-            buffersize: Some(buffersize.max(1)),
+            buffersize: Some(buffersize.count()),
             ..self
         }
     }
 
     /// Items per batch for process pools; thread pools ignore it, as in
-    /// Python.
-    pub fn chunksize(self, chunksize: usize) -> Self {
+    /// Python. Zero is refused by process pools (see [`ItemCount`]).
+    pub fn chunksize(self, chunksize: impl ItemCount) -> Self {
         MapOptions {
-            chunksize: Some(chunksize.max(1)),
+            chunksize: Some(chunksize.count()),
             ..self
         }
     }
@@ -197,6 +237,21 @@ impl MapOptions {
     /// The chunk size asked for, 1 by default.
     pub fn chunk_size(&self) -> usize {
         self.chunksize.unwrap_or(1)
+    }
+
+    /// Refuses a zero chunk size, for the pools that batch.
+    pub(crate) fn check_chunksize(&self) -> Result<(), Error> {
+        match self.chunksize {
+            Some(0) => Err(Error::InvalidArgument("chunksize must be >= 1")),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_buffersize(&self) -> Result<(), Error> {
+        match self.buffersize {
+            Some(0) => Err(Error::InvalidArgument("buffersize must be None or > 0")),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -222,6 +277,9 @@ impl<'a, T> Map<'a, T> {
         submit_next: impl FnMut() -> Option<Result<Future<T>, Error>> + 'a,
         options: MapOptions,
     ) -> Self {
+        if let Err(refused) = options.check_buffersize() {
+            return Map::refused(refused);
+        }
         let deadline = options.timeout.and_then(deadline_after);
         let mut map = Map {
             in_flight: VecDeque::new(),
@@ -235,6 +293,18 @@ impl<'a, T> Map<'a, T> {
             map.submit_next = None;
         }
         map
+    }
+
+    /// A map that submits nothing and yields `error` once.
+    pub(crate) fn refused(error: Error) -> Self {
+        let failed = Future::new();
+        let _ = failed.complete_failed(error);
+        Map {
+            in_flight: VecDeque::from([failed]),
+            submit_next: None,
+            deadline: None,
+            ended: false,
+        }
     }
 
     /// Submits one more item; false when the input is exhausted.

@@ -104,6 +104,7 @@
 
 #![warn(missing_docs)]
 
+mod at_exit;
 mod error;
 mod future;
 mod sync;
@@ -122,7 +123,7 @@ mod thread_pool;
 
 pub use error::{
     BrokenExecutor, BrokenKind, BuildError, Error, ExitCause, InvalidStateError, SubmitError,
-    TaskError, WorkerDeath,
+    TaskError, TaskErrorKind, WorkerDeath,
 };
 pub use future::{Future, State};
 #[cfg(target_os = "linux")]
@@ -134,7 +135,7 @@ pub use wait::{
 };
 
 pub use async_wait::{Wait, WaitOwned};
-pub use executor::{Executor, Map, MapOptions, Shutdown};
+pub use executor::{Executor, ItemCount, Map, MapOptions, Shutdown};
 pub use scope::Scope;
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
 

@@ -162,7 +162,7 @@ impl<'scope> Scope<'scope, '_> {
         if task_context::worker_pool() == self.pool.id() {
             // A worker waiting for the scope may be the one its tasks need.
             for job in jobs {
-                job.run(&|| {});
+                task_context::on_enough_stack(|| job.run(&|| {}));
             }
         } else {
             drop(jobs);

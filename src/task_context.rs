@@ -66,6 +66,28 @@ pub(crate) fn run_as<R>(context: TaskContext, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Stack left below which an inline run moves to a fresh stack segment:
+/// more than any one task's frames are expected to need before their own
+/// next wait.
+const STACK_RED_ZONE: usize = 256 * 1024;
+
+/// The size of each fresh stack segment: room for a few thousand more
+/// inline runs before the next one.
+const STACK_SEGMENT: usize = 8 * 1024 * 1024;
+
+/// Runs `f` with room on the stack: an inline run (SPEC B7) nests the
+/// task it runs inside the task that waits, so a chain of tasks each
+/// waiting on the next would otherwise overflow the thread's stack and
+/// abort the program. With a segment per few thousand links, a chain of
+/// any length completes, memory permitting.
+pub(crate) fn on_enough_stack<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(not(miri))]
+    return stacker::maybe_grow(STACK_RED_ZONE, STACK_SEGMENT, f);
+    // Miri cannot switch stacks; its tests build no deep chains.
+    #[cfg(miri)]
+    f()
+}
+
 /// Edges `(waiting task, awaited future)`. A task blocks on at most one
 /// future at a time, and only running tasks block, so the list is never
 /// longer than the number of threads blocked inside tasks.

@@ -26,11 +26,12 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
+use crate::at_exit::{self, FinishAtExit};
 use crate::error::{
     BrokenExecutor, BrokenKind, BuildError, Error, SubmitError, TaskError, panic_message,
 };
 use crate::executor::{Executor, Map, MapOptions, Shutdown};
-use crate::future::{Future, Job, Task};
+use crate::future::{Future, Job, Task, drop_user_value};
 use crate::task_context;
 
 /// Numbers pools for their default thread names, as CPython does.
@@ -108,6 +109,7 @@ pub struct ThreadPoolBuilder {
     max_workers: Option<usize>,
     thread_name_prefix: Option<String>,
     initializer: Option<Initializer>,
+    no_join_at_exit: bool,
 }
 
 impl ThreadPoolBuilder {
@@ -132,6 +134,17 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// Whether a normal exit of the program (returning from `main`, or
+    /// `std::process::exit`) first waits for the work this pool accepted
+    /// (SPEC E3), as CPython's exit hook joins its workers; on by default.
+    /// It matters only for a pool that is never dropped (one in a
+    /// `static`, say), since dropping a pool waits anyway. Off, work still
+    /// queued or running at exit is lost.
+    pub fn join_at_exit(mut self, on: bool) -> Self {
+        self.no_join_at_exit = !on;
+        self
+    }
+
     /// Creates the pool. No thread starts until work is submitted.
     ///
     /// # Errors
@@ -153,7 +166,7 @@ impl ThreadPoolBuilder {
             _ => format!("ThreadPoolExecutor-{}", POOL_COUNTER.fetch_add(1, Relaxed)),
         };
         let (sender, jobs) = crossbeam_channel::unbounded();
-        ThreadPoolExecutor {
+        let pool = ThreadPoolExecutor {
             shared: Arc::new(Shared {
                 max_workers,
                 name_prefix,
@@ -172,7 +185,12 @@ impl ThreadPoolBuilder {
                 }),
                 worker_exited: Condvar::new(),
             }),
+        };
+        if !self.no_join_at_exit {
+            let weak = Arc::downgrade(&pool.shared);
+            at_exit::register(weak);
         }
+        pool
     }
 }
 
@@ -328,8 +346,10 @@ impl ThreadPoolExecutor {
 
     /// Stops the pool (SPEC E3): later submits fail with
     /// [`Error::ShutDown`]. Idempotent and safe from any thread, including
-    /// from inside one of its own tasks (which then waits for every worker
-    /// but its own).
+    /// from inside one of its own tasks or their done-callbacks (which then
+    /// wait for every worker but their own). Without `wait` the work still
+    /// finishes, also if `main` returns meanwhile (see
+    /// [`ThreadPoolBuilder::join_at_exit`]).
     ///
     /// # Examples
     ///
@@ -342,26 +362,7 @@ impl ThreadPoolExecutor {
     /// assert!(f.done());
     /// ```
     pub fn shutdown_with(&self, options: Shutdown) {
-        let shared = &self.shared;
-        let cancelled: Vec<Arc<dyn Job>> = {
-            let mut control = shared.control.lock();
-            let sender = control.sender.take();
-            let drained = if options.cancels_futures() {
-                shared.jobs.try_iter().collect()
-            } else {
-                Vec::new()
-            };
-            drop(sender);
-            drained
-        };
-        // Cancelling runs callbacks and drops tasks: user code, so outside
-        // the lock.
-        for job in cancelled {
-            let _ = job.cancel();
-        }
-        if options.waits() {
-            shared.wait_for_workers();
-        }
+        self.shared.shutdown(options);
     }
 
     /// Runs `f` over `items` on the pool; results come back in input order
@@ -438,6 +439,31 @@ impl ThreadPoolExecutor {
 impl Shared {
     fn id(&self) -> usize {
         self as *const Shared as usize
+    }
+
+    fn shutdown(&self, options: Shutdown) {
+        let cancelled: Vec<Arc<dyn Job>> = {
+            let mut control = self.control.lock();
+            let sender = control.sender.take();
+            let drained = if options.cancels_futures() {
+                self.jobs.try_iter().collect()
+            } else {
+                Vec::new()
+            };
+            drop(sender);
+            drained
+        };
+        // Cancelling runs callbacks and drops tasks: user code, so outside
+        // the lock, and each on its own, so one that panics leaves no other
+        // future pending.
+        for job in cancelled {
+            drop_user_value(move || {
+                let _ = job.cancel();
+            });
+        }
+        if options.waits() {
+            self.wait_for_workers();
+        }
     }
 
     /// Whether every worker has started. From then on tokens cannot start
@@ -547,7 +573,8 @@ impl Shared {
         };
         tracing::error!(%message, "thread pool initializer panicked; the pool is broken");
         for job in queued {
-            job.fail(Error::Broken(broken.clone()));
+            let error = Error::Broken(broken.clone());
+            drop_user_value(move || job.fail(error));
         }
     }
 
@@ -597,6 +624,12 @@ impl std::fmt::Debug for ThreadPoolExecutor {
             .field("shut_down", &control.sender.is_none())
             .field("broken", &control.broken.is_some())
             .finish()
+    }
+}
+
+impl FinishAtExit for Shared {
+    fn finish_at_exit(&self) {
+        self.shutdown(Shutdown::default());
     }
 }
 

@@ -296,7 +296,7 @@ impl<T> Completions<T> {
     }
 
     fn take(&mut self, i: usize) -> Option<Future<T>> {
-        let f = self.futures[i].take()?;
+        let f = self.futures.get_mut(i)?.take()?;
         self.remaining -= 1;
         Some(f)
     }
@@ -319,8 +319,13 @@ impl<T> Completions<T> {
                     }
                 }
                 None => {
+                    // As CPython drops its futures once it raises: the
+                    // values the caller did not take are not kept alive
+                    // by an iterator that has ended.
                     self.timed_out = true;
                     self.waiter.close();
+                    self.futures = Vec::new();
+                    self.remaining = 0;
                     return Some(Err(Error::Timeout));
                 }
             }

@@ -46,8 +46,10 @@ impl ThreadWaiter {
     /// The calling thread's waiter, reused between waits: a blocking
     /// `result()` then allocates nothing.
     pub(crate) fn acquire() -> Arc<ThreadWaiter> {
+        // `try_with`: a wait in a thread-local's destructor or an exit
+        // handler, after this one was destroyed, just allocates.
         #[cfg(not(concurrent_futures_loom))]
-        if let Some(w) = CACHED.with(Cell::take) {
+        if let Some(w) = CACHED.try_with(Cell::take).ok().flatten() {
             w.notified.store(false, Relaxed);
             return w;
         }
@@ -60,7 +62,7 @@ impl ThreadWaiter {
     pub(crate) fn release(this: Arc<ThreadWaiter>) {
         #[cfg(not(concurrent_futures_loom))]
         if Arc::strong_count(&this) == 1 && !this.is_closed() {
-            CACHED.with(|c| c.set(Some(this)));
+            let _ = CACHED.try_with(|c| c.set(Some(this)));
         }
         #[cfg(concurrent_futures_loom)]
         drop(this);

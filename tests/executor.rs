@@ -213,13 +213,35 @@ fn map_buffersize_runs_an_endless_input_in_bounded_memory() {
         .unwrap();
     assert_eq!(first, (1..=10).collect::<Vec<_>>());
     assert_eq!(pulled.load(SeqCst), 14);
-    // Zero counts as one.
-    let one: Vec<u64> = pool
-        .map_with(|x| x, 0u64.., MapOptions::new().buffersize(0))
+}
+
+#[test]
+fn map_refuses_a_zero_buffersize_before_submitting_anything() {
+    // SPEC E2, X1: CPython 3.14 raises ValueError("buffersize must be None
+    // or > 0"); here the map yields that error once and submits nothing.
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counting = Arc::clone(&pulled);
+    let input = (0u64..).inspect(move |_| {
+        counting.fetch_add(1, SeqCst);
+    });
+    let mut map = pool.map_with(|x| x, input, MapOptions::new().buffersize(0));
+    match map.next() {
+        Some(Err(Error::InvalidArgument(why))) => {
+            assert_eq!(why, "buffersize must be None or > 0");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(map.next().is_none());
+    assert_eq!(pulled.load(SeqCst), 0);
+    // A type that cannot hold zero works too.
+    let one = std::num::NonZeroUsize::MIN;
+    let first: Vec<u64> = pool
+        .map_with(|x| x, 0u64.., MapOptions::new().buffersize(one))
         .take(3)
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(one, [0, 1, 2]);
+    assert_eq!(first, [0, 1, 2]);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use self::state::{
     CANCELLED, CANCELLED_NOTIFIED, COMPLETING, Entry, FINISHED, Inner, PENDING, RUNNING, Slot,
     Transition, complete, is_done, run_callback, set_running_or_notify_cancel,
 };
-pub(crate) use self::state::{Job, Promise, Task};
+pub(crate) use self::state::{Job, Promise, Task, contain_panic as drop_user_value};
 
 /// A handle to the outcome of one call: a value, a failure, or a
 /// cancellation (Python `concurrent.futures.Future`).
@@ -110,8 +110,9 @@ impl<T> Future<T> {
                 // SAFETY: our transition moved the state out of PENDING.
                 let task = unsafe { inner.take_task() };
                 Inner::notify(inner, entries);
-                // The task is user code: dropped after the waiters woke.
-                drop(task);
+                // The task is user code: dropped after the waiters woke,
+                // and a panic in its `Drop` goes no further.
+                drop_user_value(move || drop(task));
                 true
             }
             Transition::Refused(phase) => matches!(phase, CANCELLED | CANCELLED_NOTIFIED),
@@ -150,11 +151,11 @@ impl<T> Future<T> {
         }
         let inner = &self.inner;
         let me = task_context::current_task();
-        // Only a wait without deadline can hang forever, so only such a
-        // wait is checked for cycles.
-        let _edge = match (deadline, me) {
-            (None, Some(me)) => Some(task_context::enter_wait(me.task, inner.identity())?),
-            _ => None,
+        // Timed waits are checked too: a cycle never resolves, and a
+        // timed wait in it would only sit out its timeout (SPEC B7).
+        let _edge = match me {
+            Some(me) => Some(task_context::enter_wait(me.task, inner.identity())?),
+            None => None,
         };
         let waiter = ThreadWaiter::acquire();
         if inner.register(Entry::Thread(Arc::clone(&waiter))).is_err() {
@@ -192,8 +193,9 @@ impl<T> Future<T> {
         let _edge = task_context::current_task()
             .and_then(|me| task_context::enter_wait(me.task, inner.identity()).ok());
         let ran = std::cell::Cell::new(false);
-        // Claim the task; the queue entry will find it started.
-        Arc::clone(inner).run_task(&|| ran.set(true));
+        // Claim the task; the queue entry will find it started. A chain of
+        // such runs nests on this thread's stack, which grows as needed.
+        task_context::on_enough_stack(|| Arc::clone(inner).run_task(&|| ran.set(true)));
         ran.get()
     }
 
@@ -568,9 +570,7 @@ impl<T> Future<T> {
 impl<T> Future<T> {
     /// The completing side of this future.
     pub(crate) fn promise(&self) -> Promise<T> {
-        Promise {
-            inner: Arc::clone(&self.inner),
-        }
+        Promise::new(Arc::clone(&self.inner))
     }
 }
 

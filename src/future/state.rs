@@ -36,6 +36,7 @@
 //!   reference is not one), so the last handle may move the value out.
 
 use std::hash::Hash;
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
@@ -327,7 +328,7 @@ impl<T> Inner<T> {
         }
         // A task replaced by `set_result` before it started is user code:
         // it is dropped after the waiters were woken, outside every lock.
-        drop(replaced);
+        contain_panic(move || drop(replaced));
     }
 
     /// Wakes waiters, then runs callbacks in the order they were added.
@@ -380,9 +381,14 @@ impl<T> Inner<T> {
         about_to_finish();
         if self.try_move(|p| p == RUNNING, COMPLETING).is_ok() {
             self.publish(outcome);
+        } else {
+            // `set_result` on the running future won; as in CPython the
+            // executor's outcome is dropped (its `Drop` is user code).
+            contain_panic(move || drop(outcome));
         }
-        // Otherwise `set_result` on the running future won; as in CPython
-        // the executor's outcome is dropped.
+        // The queue's reference may be the last one (nobody kept the
+        // future): dropping it drops the value, whose `Drop` is user code.
+        contain_panic(move || drop(self));
     }
 }
 
@@ -399,6 +405,18 @@ impl<T: Send + Sync + 'static> Job for Inner<T> {
         if self.try_move(|p| p == PENDING, COMPLETING).is_ok() {
             self.publish(Err(error));
         }
+    }
+}
+
+/// Runs `f`, which runs user code on a thread that may be ours (a value's
+/// or a task's `Drop`, mostly): a panic is logged and goes no further, so
+/// it can neither kill a pool's thread nor leave other futures unsettled.
+pub(crate) fn contain_panic(f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        tracing::error!(
+            panic = %crate::error::panic_message(payload.as_ref()),
+            "a value's or a task's Drop panicked; ignored"
+        );
     }
 }
 
@@ -451,11 +469,22 @@ pub(super) fn complete<T, V>(
 /// Not a handle: it never reads the value, so it does not keep the last
 /// handle from moving the value out (`take_outcome`), which is how `map`
 /// hands out results without `T: Clone`.
+///
+/// A promise lives on the executor's threads, and may hold the last
+/// reference to the future: dropping it, or a value it could not deliver,
+/// runs the value's `Drop` there, so both are contained
+/// ([`contain_panic`]).
 pub(crate) struct Promise<T> {
-    pub(super) inner: Arc<Inner<T>>,
+    pub(super) inner: ManuallyDrop<Arc<Inner<T>>>,
 }
 
 impl<T> Promise<T> {
+    pub(super) fn new(inner: Arc<Inner<T>>) -> Self {
+        Promise {
+            inner: ManuallyDrop::new(inner),
+        }
+    }
+
     /// SPEC F7: true when it moved to running, false when cancelled.
     pub(crate) fn start(&self) -> bool {
         matches!(set_running_or_notify_cancel(&self.inner), Ok(true))
@@ -463,7 +492,13 @@ impl<T> Promise<T> {
 
     /// Completes with `outcome`; false when already done.
     pub(crate) fn complete(&self, outcome: Result<T, Error>) -> bool {
-        complete(&self.inner, outcome, |o| o).is_ok()
+        match complete(&self.inner, outcome, |o| o) {
+            Ok(()) => true,
+            Err(refused) => {
+                contain_panic(move || drop(refused));
+                false
+            }
+        }
     }
 
     pub(crate) fn cancel(&self) -> bool {
@@ -472,5 +507,13 @@ impl<T> Promise<T> {
 
     pub(crate) fn id(&self) -> usize {
         self.inner.identity()
+    }
+}
+
+impl<T> Drop for Promise<T> {
+    fn drop(&mut self) {
+        // SAFETY: `inner` is taken once, here, and never used again.
+        let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        contain_panic(move || drop(inner));
     }
 }

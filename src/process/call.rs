@@ -1,26 +1,35 @@
 //! How a call crosses the process boundary: the function by reference,
-//! its argument and result by value (SPEC P2). This is the codec layer:
+//! its arguments and results by value (SPEC P2). This is the codec layer:
 //! the engine below it moves opaque byte payloads.
 //!
-//! Workers run the pool's own executable image (`/proc/self/exe`), so a
-//! function's distance from [`anchor`] is the same in every worker even
-//! though address-space layout randomization moves the image. A function
-//! travels as that distance; the worker adds its own anchor's address.
-//! A second function's distance, compared during the handshake, guards
-//! against a worker that somehow runs a different image.
+//! Workers run the pool's own executable image, so a function's distance
+//! from [`anchor`] is the same in every worker even though address-space
+//! layout randomization moves the image. A function travels as that
+//! distance; the worker adds its own anchor's address. A second
+//! function's distance, compared during the handshake, guards against a
+//! worker that somehow runs a different image.
 //!
 //! Each call names two functions: the user's `fn(A) -> R` and a
-//! *trampoline* monomorphized for `A` and `R` that decodes the argument,
-//! calls the function, and encodes the result.
+//! *trampoline* monomorphized for `A` and `R` that decodes one argument,
+//! calls the function, and encodes the result. A chunk of `map` items is
+//! the same trampoline run once per item.
+//!
+//! User code runs at every step (`Serialize`, `Deserialize`, the function,
+//! `Drop`), on both sides, and any of it may panic. Each step is caught
+//! on its own and becomes the failure of its one item, with the panic
+//! message and the step named; no panic reaches a thread of the pool or
+//! the worker's loop.
 
 use std::any::type_name;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::serde_messages;
 use super::wire::{FailureKind, RemoteFailure};
-use crate::error::{Error, TaskError};
+use crate::error::{Error, TaskError, TaskErrorKind, panic_message};
 use crate::future::Promise;
 
 /// The point every function offset is measured from.
@@ -35,6 +44,11 @@ fn image_probe() -> u8 {
 
 fn anchor_address() -> usize {
     anchor as fn() as usize
+}
+
+/// The address of the anchor, for finding the image that holds this code.
+pub(crate) fn code_address() -> usize {
+    anchor_address()
 }
 
 /// A function's distance from the anchor.
@@ -56,70 +70,112 @@ pub(crate) fn image_check() -> isize {
     offset_of(image_probe as fn() -> u8 as usize)
 }
 
-/// The signature every trampoline has: function address, argument bytes,
-/// result bytes out.
+/// The signature every trampoline has: function address, one argument's
+/// bytes, that item's result bytes out.
 pub(crate) type Trampoline = fn(*const (), &[u8], &mut Vec<u8>) -> Result<(), RemoteFailure>;
 
-/// A call ready to send: which trampoline, which function, which bytes.
-#[derive(Debug, Clone)]
-pub(crate) struct EncodedCall {
+/// Which function a call runs, as it travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FnRef {
     pub(crate) trampoline: isize,
     pub(crate) func: isize,
-    pub(crate) payload: Vec<u8>,
 }
 
-/// Encodes `f(arg)`.
-pub(crate) fn encode_one<A, R>(f: fn(A) -> R, arg: &A) -> Result<EncodedCall, postcard::Error>
+/// The reference to `f`, with the trampoline for its types.
+pub(crate) fn fn_ref<A, R>(f: fn(A) -> R) -> FnRef
 where
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
+    A: DeserializeOwned,
+    R: Serialize,
 {
-    Ok(EncodedCall {
+    FnRef {
         trampoline: offset_of(call_one::<A, R> as Trampoline as usize),
         func: offset_of(f as usize),
-        payload: postcard::to_allocvec(arg)?,
-    })
+    }
 }
 
-/// Encodes `f` over a batch of arguments (SPEC P8).
-pub(crate) fn encode_chunk<A, R>(f: fn(A) -> R, args: &[A]) -> Result<EncodedCall, postcard::Error>
+/// One argument of a call, encoded, and which item of its futures it is.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    /// The item's position among its call's futures (see [`Sink`]).
+    pub(crate) index: usize,
+    pub(crate) bytes: Bytes,
+}
+
+/// A call ready to send: which function, which encoded arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedCall {
+    pub(crate) function: FnRef,
+    pub(crate) items: Vec<Item>,
+}
+
+impl EncodedCall {
+    pub(crate) fn payload_len(&self) -> usize {
+        self.items.iter().map(|i| i.bytes.len()).sum()
+    }
+}
+
+/// Runs `f`, turning a panic into `Err` with its message. The value `f`
+/// returns is the caller's; everything `f` drops is dropped inside.
+fn catching<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(payload.as_ref()))
+}
+
+/// Encodes one value, catching a panicking `Serialize` impl. The error
+/// is the reason, for a message that names the value.
+pub(crate) fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    match catching(|| serde_messages::encode_into(value, Vec::new())) {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(message)) => Err(message),
+        Err(panic) => Err(format!("its Serialize impl panicked: {panic}")),
+    }
+}
+
+/// Decodes one value, catching a panicking `Deserialize` impl.
+pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match catching(|| serde_messages::decode(bytes)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(message),
+        Err(panic) => Err(format!("its Deserialize impl panicked: {panic}")),
+    }
+}
+
+/// The failure of an argument that could not be encoded in this process.
+pub(crate) fn argument_error<A>(reason: &str) -> Error {
+    Error::Failed(TaskError::codec(
+        TaskErrorKind::Serialize,
+        format!(
+            "could not serialize the argument {}: {reason}",
+            type_name::<A>()
+        ),
+    ))
+}
+
+/// Encodes an initializer's argument (SPEC P5).
+pub(crate) fn encode_init<A>(f: fn(A), arg: &A) -> Result<(FnRef, Vec<u8>), String>
 where
     A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
 {
-    Ok(EncodedCall {
-        trampoline: offset_of(call_chunk::<A, R> as Trampoline as usize),
-        func: offset_of(f as usize),
-        payload: postcard::to_allocvec(args)?,
-    })
+    let bytes = encode_value(arg).map_err(|reason| format!("{}: {reason}", type_name::<A>()))?;
+    Ok((fn_ref(f), bytes))
 }
 
-/// Encodes the initializer `f(arg)` (SPEC P5).
-pub(crate) fn encode_init<A>(f: fn(A), arg: &A) -> Result<EncodedCall, postcard::Error>
-where
-    A: Serialize + DeserializeOwned,
-{
-    encode_one::<A, ()>(f, arg)
-}
-
-/// Runs a received call in the worker.
+/// Runs one received item in the worker.
 ///
 /// # Safety
 ///
-/// `trampoline` and `func` must come from `encode_*` in a process running
-/// this same image (checked by the handshake), so that they name a
-/// trampoline and the `fn(A) -> R` it was monomorphized for.
-pub(crate) unsafe fn run_encoded(
-    trampoline: isize,
-    func: isize,
-    payload: &[u8],
+/// `function` must come from [`fn_ref`] in a process running this same
+/// image (checked by the handshake), so that it names a trampoline and the
+/// `fn(A) -> R` it was monomorphized for.
+pub(crate) unsafe fn run_item(
+    function: FnRef,
+    arg: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), RemoteFailure> {
     // SAFETY: by this function's contract the offset names a `Trampoline`
     // in this image; function pointers and `usize` have the same size.
     let trampoline =
-        unsafe { std::mem::transmute::<*const (), Trampoline>(address_of(trampoline)) };
-    trampoline(address_of(func), payload, out)
+        unsafe { std::mem::transmute::<*const (), Trampoline>(address_of(function.trampoline)) };
+    trampoline(address_of(function.func), arg, out)
 }
 
 thread_local! {
@@ -129,112 +185,110 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Calls `f`, turning a panic into a failure with its message and the
-/// backtrace the worker's panic hook captured.
-fn run_catching<R>(f: impl FnOnce() -> R) -> Result<R, RemoteFailure> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| RemoteFailure {
-        kind: FailureKind::Panic,
-        message: crate::error::panic_message(payload.as_ref()),
-        backtrace: LAST_PANIC_BACKTRACE.with(|b| b.borrow_mut().take()),
-    })
+fn take_backtrace() -> Option<String> {
+    LAST_PANIC_BACKTRACE
+        .try_with(|b| b.borrow_mut().take())
+        .ok()
+        .flatten()
 }
 
-fn decode<A: DeserializeOwned>(payload: &[u8]) -> Result<A, RemoteFailure> {
-    postcard::from_bytes(payload).map_err(|e| {
-        RemoteFailure::new(
-            FailureKind::DecodeArgument,
-            format!(
-                "could not deserialize the argument as {}: {e}",
-                type_name::<A>()
-            ),
-        )
-    })
-}
-
-fn encode<R: Serialize>(value: &R) -> Result<Vec<u8>, RemoteFailure> {
-    postcard::to_allocvec(value).map_err(|e| {
-        RemoteFailure::new(
-            FailureKind::EncodeResult,
-            format!("could not serialize the result {}: {e}", type_name::<R>()),
-        )
-    })
+fn failure(kind: FailureKind, message: String) -> RemoteFailure {
+    RemoteFailure {
+        kind,
+        message,
+        backtrace: take_backtrace(),
+    }
 }
 
 /// # Safety (of the transmute inside)
 ///
-/// Only reachable through `run_encoded`, whose contract says `func` is the
+/// Only reachable through `run_item`, whose contract says `func` is the
 /// `fn(A) -> R` this instance was made for.
 fn call_one<A: DeserializeOwned, R: Serialize>(
     func: *const (),
-    payload: &[u8],
+    arg: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), RemoteFailure> {
-    let arg: A = decode(payload)?;
+    let arg: A = decode_value(arg).map_err(|reason| {
+        failure(
+            FailureKind::Deserialize,
+            format!(
+                "could not deserialize the argument as {}: {reason}",
+                type_name::<A>()
+            ),
+        )
+    })?;
     // SAFETY: see above: `func` was encoded from an `fn(A) -> R`.
     let f = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(func) };
-    let value = run_catching(|| f(arg))?;
-    *out = encode(&value)?;
-    Ok(())
+    let value = catching(|| f(arg)).map_err(|m| failure(FailureKind::Panic, m))?;
+    let buffer = std::mem::take(out);
+    // The value is dropped inside, so a panicking `Drop` is caught too.
+    let encoded = catching(move || serde_messages::encode_into(&value, buffer));
+    let reason = match encoded {
+        Ok(Ok(bytes)) => {
+            *out = bytes;
+            return Ok(());
+        }
+        Ok(Err(message)) => message,
+        Err(panic) => format!("its Serialize or Drop impl panicked: {panic}"),
+    };
+    Err(failure(
+        FailureKind::Serialize,
+        format!(
+            "could not serialize the result {}: {reason}",
+            type_name::<R>()
+        ),
+    ))
 }
 
-/// One item's outcome inside a chunk's result.
-type ItemOutcome = Result<Vec<u8>, RemoteFailure>;
-
-fn call_chunk<A: DeserializeOwned, R: Serialize>(
-    func: *const (),
-    payload: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), RemoteFailure> {
-    let args: Vec<A> = decode(payload)?;
-    // SAFETY: as in `call_one`.
-    let f = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(func) };
-    let outcomes: Vec<ItemOutcome> = args
-        .into_iter()
-        .map(|arg| run_catching(|| f(arg)).and_then(|v| encode(&v)))
-        .collect();
-    *out = encode(&outcomes)?;
-    Ok(())
-}
-
-/// Where a call's outcome goes: the futures waiting for it. The engine
-/// knows calls only through this.
-pub(crate) trait Sink: Send {
-    /// Marks the futures running; false when all were cancelled, so the
+/// Where a call's outcomes go: the futures waiting for it, one per item.
+/// The engine knows calls only through this.
+pub(crate) trait Sink: Send + Sync {
+    /// Marks every future running; false when all were cancelled, so the
     /// call need not run (SPEC F7).
     fn start(&self) -> bool;
-    /// Decodes the worker's answer into the futures.
-    fn deliver(self: Box<Self>, pid: u32, outcome: Result<Vec<u8>, RemoteFailure>);
-    /// Fails the futures with an executor's error.
-    fn fail(self: Box<Self>, error: Error);
-    /// Cancels the futures (shutdown with `cancel_futures`).
-    fn cancel(self: Box<Self>);
-    /// Whether future `id` is one of this call's.
-    fn carries(&self, id: usize) -> bool;
+    /// Decodes the worker's answer for item `index` into its future.
+    fn answer(&self, index: usize, pid: u32, outcome: Result<Vec<u8>, RemoteFailure>);
+    /// Fails item `index` with an executor's error.
+    fn fail(&self, index: usize, error: Error);
+    /// Cancels item `index` (shutdown with `cancel_futures`).
+    fn cancel(&self, index: usize);
+    /// Which item future `id` is, if it is one of this call's.
+    fn position(&self, id: usize) -> Option<usize>;
 }
 
 pub(crate) fn remote_error(pid: u32, failure: RemoteFailure) -> Error {
+    let kind = match failure.kind {
+        FailureKind::Panic => TaskErrorKind::Panic,
+        FailureKind::Deserialize => TaskErrorKind::Deserialize,
+        FailureKind::Serialize => TaskErrorKind::Serialize,
+    };
     Error::Failed(TaskError::remote(
-        failure.kind == FailureKind::Panic,
+        kind,
         failure.message,
         failure.backtrace,
         pid,
     ))
 }
 
-fn decode_result<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, Error> {
-    postcard::from_bytes(bytes).map_err(|e| {
-        Error::Failed(TaskError::new(format!(
-            "could not deserialize the result as {}: {e}",
-            type_name::<R>()
-        )))
-    })
-}
-
 /// Decodes one answer into `promise`.
-fn settle<R: DeserializeOwned>(promise: &Promise<R>, pid: u32, outcome: ItemOutcome) {
-    let outcome = outcome
-        .map_err(|f| remote_error(pid, f))
-        .and_then(|bytes| decode_result(&bytes));
+fn settle<R: DeserializeOwned>(
+    promise: &Promise<R>,
+    pid: u32,
+    outcome: Result<Vec<u8>, RemoteFailure>,
+) {
+    let outcome = match outcome {
+        Ok(bytes) => decode_value(&bytes).map_err(|reason| {
+            Error::Failed(TaskError::codec(
+                TaskErrorKind::Deserialize,
+                format!(
+                    "could not deserialize the result as {}: {reason}",
+                    type_name::<R>()
+                ),
+            ))
+        }),
+        Err(f) => Err(remote_error(pid, f)),
+    };
     promise.complete(outcome);
 }
 
@@ -248,20 +302,20 @@ impl<R: DeserializeOwned + Send + Sync> Sink for OneSink<R> {
         self.promise.start()
     }
 
-    fn deliver(self: Box<Self>, pid: u32, outcome: Result<Vec<u8>, RemoteFailure>) {
+    fn answer(&self, _: usize, pid: u32, outcome: Result<Vec<u8>, RemoteFailure>) {
         settle(&self.promise, pid, outcome);
     }
 
-    fn fail(self: Box<Self>, error: Error) {
+    fn fail(&self, _: usize, error: Error) {
         self.promise.complete(Err(error));
     }
 
-    fn cancel(self: Box<Self>) {
+    fn cancel(&self, _: usize) {
         self.promise.cancel();
     }
 
-    fn carries(&self, id: usize) -> bool {
-        self.promise.id() == id
+    fn position(&self, id: usize) -> Option<usize> {
+        (self.promise.id() == id).then_some(0)
     }
 }
 
@@ -280,42 +334,26 @@ impl<R: DeserializeOwned + Send + Sync> Sink for ChunkSink<R> {
             .fold(false, |any, started| any | started)
     }
 
-    fn deliver(self: Box<Self>, pid: u32, outcome: Result<Vec<u8>, RemoteFailure>) {
-        let items: Result<Vec<ItemOutcome>, Error> = outcome
-            .map_err(|f| remote_error(pid, f))
-            .and_then(|bytes| decode_result(&bytes));
-        match items {
-            Ok(items) if items.len() == self.promises.len() => {
-                for (promise, item) in self.promises.iter().zip(items) {
-                    settle(promise, pid, item);
-                }
-            }
-            Ok(items) => {
-                let message = format!(
-                    "a chunk of {} items came back with {} results",
-                    self.promises.len(),
-                    items.len()
-                );
-                self.fail(Error::Failed(TaskError::new(message)));
-            }
-            Err(e) => self.fail(e),
+    fn answer(&self, index: usize, pid: u32, outcome: Result<Vec<u8>, RemoteFailure>) {
+        if let Some(promise) = self.promises.get(index) {
+            settle(promise, pid, outcome);
         }
     }
 
-    fn fail(self: Box<Self>, error: Error) {
-        for p in &self.promises {
-            p.complete(Err(error.clone()));
+    fn fail(&self, index: usize, error: Error) {
+        if let Some(promise) = self.promises.get(index) {
+            promise.complete(Err(error));
         }
     }
 
-    fn cancel(self: Box<Self>) {
-        for p in &self.promises {
-            p.cancel();
+    fn cancel(&self, index: usize) {
+        if let Some(promise) = self.promises.get(index) {
+            promise.cancel();
         }
     }
 
-    fn carries(&self, id: usize) -> bool {
-        self.promises.iter().any(|p| p.id() == id)
+    fn position(&self, id: usize) -> Option<usize> {
+        self.promises.iter().position(|p| p.id() == id)
     }
 }
 
@@ -331,48 +369,75 @@ mod tests {
         panic!("kaboom")
     }
 
-    #[test]
-    fn miri_a_call_round_trips_within_one_image() {
-        let call = encode_one(square, &12).unwrap();
+    fn run(function: FnRef, arg: &[u8]) -> Result<Vec<u8>, RemoteFailure> {
         let mut out = Vec::new();
         // SAFETY: encoded just now, in this image.
-        unsafe { run_encoded(call.trampoline, call.func, &call.payload, &mut out) }.unwrap();
-        assert_eq!(postcard::from_bytes::<u64>(&out).unwrap(), 144);
+        unsafe { run_item(function, arg, &mut out) }.map(|()| out)
     }
 
     #[test]
-    fn miri_a_chunk_reports_each_item() {
-        let call = encode_chunk(square, &[1, 2, 3]).unwrap();
-        let mut out = Vec::new();
-        // SAFETY: encoded just now, in this image.
-        unsafe { run_encoded(call.trampoline, call.func, &call.payload, &mut out) }.unwrap();
-        let items: Vec<ItemOutcome> = postcard::from_bytes(&out).unwrap();
-        let values: Vec<u64> = items
-            .into_iter()
-            .map(|i| postcard::from_bytes(&i.unwrap()).unwrap())
-            .collect();
-        assert_eq!(values, [1, 4, 9]);
+    fn miri_a_call_round_trips_within_one_image() {
+        let out = run(fn_ref(square), &encode_value(&12u64).unwrap()).unwrap();
+        assert_eq!(decode_value::<u64>(&out).unwrap(), 144);
     }
 
     #[test]
     fn miri_a_panic_becomes_a_failure_with_its_message() {
-        let call = encode_one(explode, &()).unwrap();
-        let mut out = Vec::new();
-        // SAFETY: encoded just now, in this image.
-        let err = unsafe { run_encoded(call.trampoline, call.func, &call.payload, &mut out) }
-            .unwrap_err();
+        let err = run(fn_ref(explode), &encode_value(&()).unwrap()).unwrap_err();
         assert_eq!(err.kind, FailureKind::Panic);
         assert_eq!(err.message, "kaboom");
     }
 
     #[test]
     fn miri_a_bad_argument_is_a_decode_failure() {
-        let mut call = encode_one(square, &1).unwrap();
-        call.payload = vec![0xff; 12];
-        let mut out = Vec::new();
-        // SAFETY: encoded just now, in this image.
-        let err = unsafe { run_encoded(call.trampoline, call.func, &call.payload, &mut out) }
-            .unwrap_err();
-        assert_eq!(err.kind, FailureKind::DecodeArgument);
+        let err = run(fn_ref(square), &[0xff; 12]).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Deserialize);
+    }
+
+    /// Panics in every serde impl, to check each is caught on its own.
+    #[derive(Debug)]
+    struct Touchy;
+
+    impl Serialize for Touchy {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            panic!("touchy serialize")
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Touchy {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            panic!("touchy deserialize")
+        }
+    }
+
+    fn make_touchy(_: ()) -> Touchy {
+        Touchy
+    }
+
+    fn take_touchy(_: Touchy) {}
+
+    #[test]
+    fn miri_panicking_serde_impls_fail_their_item_with_the_message() {
+        // SPEC P2
+        let err = run(fn_ref(make_touchy), &encode_value(&()).unwrap()).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Serialize);
+        assert!(err.message.contains("touchy serialize"), "{}", err.message);
+        let err = run(fn_ref(take_touchy), &[]).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Deserialize);
+        assert!(
+            err.message.contains("touchy deserialize"),
+            "{}",
+            err.message
+        );
+        assert!(
+            encode_value(&Touchy)
+                .unwrap_err()
+                .contains("touchy serialize")
+        );
+        assert!(
+            decode_value::<Touchy>(&[])
+                .unwrap_err()
+                .contains("touchy deserialize")
+        );
     }
 }

@@ -12,8 +12,10 @@
 //! ```
 //!
 //! Three layers, one seam each: `call.rs` names functions and encodes
-//! values (serde + postcard), `engine.rs` dispatches opaque payloads and
-//! handles worker ends, `transport.rs` starts processes and carries bytes.
+//! values (serde + postcard, keeping the user's error text through
+//! `serde_messages.rs`), `engine/` dispatches opaque payloads and handles
+//! worker ends, `transport/` starts processes and carries frames
+//! (`wire.rs`); `worker.rs` is the child's side.
 //!
 //! Functions cross by reference: a plain `fn(A) -> R` (a closure that
 //! captures nothing coerces to one). Arguments and results cross by value
@@ -21,6 +23,7 @@
 
 mod call;
 mod engine;
+mod serde_messages;
 mod transport;
 mod wire;
 mod worker;
@@ -29,13 +32,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rustix::process::Signal;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use self::call::{ChunkSink, EncodedCall, OneSink};
+use self::call::{ChunkSink, EncodedCall, FnRef, Item, OneSink};
 use self::engine::{Engine, EngineConfig, Job};
-use crate::error::{BuildError, Error, SubmitError, TaskError};
+use crate::at_exit::{self, FinishAtExit};
+use crate::error::{BuildError, Error, SubmitError};
 use crate::executor::{Map, MapOptions, Shutdown};
 use crate::future::Future;
 
@@ -93,11 +98,12 @@ pub enum StartMethod {
 #[derive(Debug, Default)]
 pub struct ProcessPoolBuilder {
     max_workers: Option<usize>,
-    initializer: Option<Result<EncodedCall, String>>,
+    initializer: Option<Result<(FnRef, Vec<u8>), String>>,
     max_tasks_per_child: Option<usize>,
     self_healing: bool,
     task_timeout: Option<Duration>,
     start_method: StartMethod,
+    no_join_at_exit: bool,
 }
 
 impl ProcessPoolBuilder {
@@ -109,12 +115,14 @@ impl ProcessPoolBuilder {
 
     /// Runs `f(arg)` at the start of every worker (SPEC P5). If it panics
     /// the pool breaks: pending and later work fails with
-    /// [`BrokenKind::ProcessPool`](crate::BrokenKind::ProcessPool).
+    /// [`BrokenKind::ProcessPool`](crate::BrokenKind::ProcessPool), with
+    /// the panic message. `arg` is serialized here, once; if that fails
+    /// (or its `Serialize` impl panics), [`build`](Self::build) says why.
     pub fn initializer<A>(mut self, f: fn(A), arg: A) -> Self
     where
         A: Serialize + DeserializeOwned,
     {
-        self.initializer = Some(call::encode_init(f, &arg).map_err(|e| e.to_string()));
+        self.initializer = Some(call::encode_init(f, &arg));
         self
     }
 
@@ -132,10 +140,30 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// A task running longer fails with [`Error::Timeout`]; its worker is
-    /// killed and replaced (SPEC B1).
+    /// A task running longer fails with [`Error::TaskTimeout`]; its worker
+    /// is killed and replaced (SPEC B1).
+    ///
+    /// The limit is per task, also for the items `map` batches with
+    /// `chunksize`: each item's time counts from when it starts, in its
+    /// worker, after the worker's start-up and initializer. An item over
+    /// its limit fails alone: the items of its chunk that finished keep
+    /// their results, and those that had not started run on another
+    /// worker. To know when each item ends, a pool with a time limit
+    /// sends each item's result as soon as it is ready, which costs one
+    /// write per item rather than per chunk.
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether a normal exit of the program (returning from `main`, or
+    /// `std::process::exit`) first waits for the work this pool accepted
+    /// (SPEC E3), as CPython does; on by default. It matters only for a
+    /// pool that is never dropped (one in a `static`, say), since dropping
+    /// a pool waits anyway. Off, the work still running at exit is lost
+    /// when the workers die with the program.
+    pub fn join_at_exit(mut self, on: bool) -> Self {
+        self.no_join_at_exit = !on;
         self
     }
 
@@ -150,12 +178,15 @@ impl ProcessPoolBuilder {
     /// # Errors
     ///
     /// [`BuildError`] for zero `max_workers` or `max_tasks_per_child`, an
-    /// initializer argument that cannot be serialized, or a call from a
-    /// worker process whose entry did not run.
+    /// initializer argument that cannot be serialized, a call from a
+    /// worker process whose entry did not run, or a program that cannot
+    /// start its own workers.
     pub fn build(self) -> Result<ProcessPoolExecutor, BuildError> {
         if std::env::var_os(transport::WORKER_ENV).is_some() {
             return Err(BuildError::WorkerEntryNotRun);
         }
+        let command = transport::worker_command()
+            .map_err(|why| BuildError::NoWorkerProgram(why.to_owned()))?;
         let max_workers = match self.max_workers {
             Some(0) => return Err(BuildError::ZeroWorkers),
             Some(n) => n,
@@ -167,14 +198,20 @@ impl ProcessPoolBuilder {
         let initializer = self
             .initializer
             .transpose()
-            .map_err(BuildError::InitializerArgument)?;
+            .map_err(BuildError::InitializerArgument)?
+            .map(|(function, arg)| (function, Bytes::from(arg)));
         let engine = Engine::start(EngineConfig {
             max_workers,
             max_tasks_per_child: self.max_tasks_per_child,
             self_healing: self.self_healing,
             task_timeout: self.task_timeout,
             initializer,
+            command: Some(command),
         });
+        if !self.no_join_at_exit {
+            let weak = Arc::downgrade(&engine);
+            at_exit::register(weak);
+        }
         Ok(ProcessPoolExecutor { engine })
     }
 }
@@ -263,14 +300,21 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let future = Future::new();
-        let call = match call::encode_one(f, &arg) {
-            Ok(call) => call,
-            Err(e) => {
-                let _ = future.complete_failed(argument_error::<A>(e));
+        let bytes = match call::encode_value(&arg) {
+            Ok(bytes) => bytes,
+            Err(reason) => {
+                let _ = future.complete_failed(call::argument_error::<A>(&reason));
                 return Ok(future);
             }
         };
-        let sink = Box::new(OneSink {
+        let call = EncodedCall {
+            function: call::fn_ref(f),
+            items: vec![Item {
+                index: 0,
+                bytes: Bytes::from(bytes),
+            }],
+        };
+        let sink = Arc::new(OneSink {
             promise: future.promise(),
         });
         match self.engine.submit(Job { call, sink }) {
@@ -280,26 +324,36 @@ impl ProcessPoolExecutor {
     }
 
     /// Submits `args` as one call whose items come back as one future each.
+    /// An argument that cannot be serialized fails its own future only.
     fn submit_chunk<A, R>(&self, f: fn(A) -> R, args: Vec<A>) -> Result<Vec<Future<R>>, Error>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let futures: Vec<Future<R>> = args.iter().map(|_| Future::new()).collect();
-        match call::encode_chunk(f, &args) {
-            Ok(call) => {
-                let sink = Box::new(ChunkSink {
-                    promises: futures.iter().map(Future::promise).collect(),
-                });
-                self.engine
-                    .submit(Job { call, sink })
-                    .map_err(|(_, error)| error)?;
-            }
-            Err(e) => {
-                for future in &futures {
-                    let _ = future.complete_failed(argument_error::<A>(e.clone()));
+        let mut items = Vec::with_capacity(args.len());
+        for (index, (arg, future)) in args.iter().zip(&futures).enumerate() {
+            match call::encode_value(arg) {
+                Ok(bytes) => items.push(Item {
+                    index,
+                    bytes: Bytes::from(bytes),
+                }),
+                Err(reason) => {
+                    let _ = future.complete_failed(call::argument_error::<A>(&reason));
                 }
             }
+        }
+        if !items.is_empty() {
+            let call = EncodedCall {
+                function: call::fn_ref(f),
+                items,
+            };
+            let sink = Arc::new(ChunkSink {
+                promises: futures.iter().map(Future::promise).collect(),
+            });
+            self.engine
+                .submit(Job { call, sink })
+                .map_err(|(_, error)| error)?;
         }
         Ok(futures)
     }
@@ -344,6 +398,9 @@ impl ProcessPoolExecutor {
         A: Serialize + DeserializeOwned + 'a,
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
+        if let Err(refused) = options.check_chunksize() {
+            return Map::refused(refused);
+        }
         let chunk_size = options.chunk_size();
         let mut items = items.into_iter();
         let mut submitted: VecDeque<Future<R>> = VecDeque::new();
@@ -373,8 +430,12 @@ impl ProcessPoolExecutor {
     /// Cancels `future`: a pending one like [`Future::cancel`]; a running
     /// one by killing its worker, which is replaced (SPEC B2). The running
     /// future then finishes with [`Error::Cancelled`] (its state is
-    /// `Finished`, since it had started). For a `map` chunk, the whole
-    /// chunk is cancelled. Returns false if it already finished.
+    /// `Finished`, since it had started). For an item of a `map` chunk
+    /// that has not answered, the chunk's worker is killed and the
+    /// chunk's other unanswered items are sent to another worker (an item
+    /// whose result was not yet sent may then run twice). Returns false if
+    /// it already finished, or if its call waits behind another one in a
+    /// busy worker (it cannot be stopped without stopping that one).
     ///
     /// # Examples
     ///
@@ -401,7 +462,16 @@ impl ProcessPoolExecutor {
 
     /// Stops the pool (SPEC E3): later submits fail with
     /// [`Error::ShutDown`]. With `wait`, blocks until pending work is done
-    /// and every worker has exited and been reaped.
+    /// and every worker has exited and been reaped. Without, it returns at
+    /// once and the work still finishes, also if `main` returns meanwhile
+    /// (see [`ProcessPoolBuilder::join_at_exit`]).
+    ///
+    /// Safe from any thread and from a done-callback. A done-callback of a
+    /// process pool's future may run on one of the pool's own threads (the
+    /// one that read the result); there it cannot wait for the workers that
+    /// thread serves, so it returns at once and the work still finishes
+    /// (CPython raises `RuntimeError` there instead). The same holds for
+    /// dropping the last handle to the pool in such a callback.
     pub fn shutdown_with(&self, options: Shutdown) {
         self.engine
             .shutdown(options.waits(), options.cancels_futures());
@@ -412,9 +482,12 @@ impl ProcessPoolExecutor {
         self.shutdown_with(Shutdown::default());
     }
 
-    /// Sends `SIGTERM` to every worker now (Python 3.14, SPEC P9): queued
-    /// futures are cancelled, running ones fail with
-    /// [`Error::Broken`]; returns once all workers are reaped.
+    /// Sends `SIGTERM` to every worker now and shuts the pool down
+    /// (Python 3.14, SPEC P9): queued futures are cancelled, running ones
+    /// fail at once with [`Error::Broken`]. Returns without waiting for
+    /// the workers, as CPython does: a worker that handles or ignores
+    /// `SIGTERM` gets `SIGKILL` a moment later, and is reaped in the
+    /// background (a later `shutdown()` or drop waits for that).
     pub fn terminate_workers(&self) {
         self.engine.stop_workers(Signal::TERM);
     }
@@ -425,11 +498,10 @@ impl ProcessPoolExecutor {
     }
 }
 
-fn argument_error<A>(e: postcard::Error) -> Error {
-    Error::Failed(TaskError::new(format!(
-        "could not serialize the argument {}: {e}",
-        std::any::type_name::<A>()
-    )))
+impl FinishAtExit for Engine {
+    fn finish_at_exit(&self) {
+        Engine::finish_at_exit(self);
+    }
 }
 
 impl Default for ProcessPoolExecutor {

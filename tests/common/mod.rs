@@ -146,9 +146,10 @@ pub mod process {
 
     use concurrent_futures::ProcessPoolExecutor;
 
-    /// A process pool that is leaked instead of dropped when the test
-    /// fails: a stuck worker (or future) would make the pool's `Drop` wait
-    /// forever and hide the failure.
+    /// A process pool that is killed and leaked instead of dropped when
+    /// the test fails: a stuck worker (or future) would make the pool's
+    /// `Drop`, or the exit of the test binary (SPEC E3), wait forever and
+    /// hide the failure.
     pub struct Pool(pub Option<ProcessPoolExecutor>);
 
     impl Deref for Pool {
@@ -163,6 +164,7 @@ pub mod process {
         fn drop(&mut self) {
             if let Some(pool) = self.0.take() {
                 if thread::panicking() {
+                    pool.kill_workers();
                     std::mem::forget(pool);
                 }
             }

@@ -3,8 +3,7 @@
 //! settling everything when it ends.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::process::Child;
 use std::sync::{Arc, Weak};
 use std::thread;
@@ -13,12 +12,12 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rustix::process::Signal;
 
-use super::{Engine, Pipe, Queued, Request, Requeued, STARTUP_TIMEOUT, Settle, Stop, Worker};
-use crate::error::{BrokenExecutor, BrokenKind, Error, ExitCause, WorkerDeath};
+use super::{ENGINE_THREAD, Engine, Request, STARTUP_TIMEOUT, Settle, Stop, Worker};
+use crate::error::{Error, ExitCause, WorkerDeath};
 use crate::process::call::{self, Sink};
-use crate::process::transport::{self, Spawned};
+use crate::process::transport::{self, Frame, Output, Spawned};
 use crate::process::wire::{
-    FailureKind, FromWorker, RemoteFailure, ToWorker, read_frame, write_frame,
+    FailureKind, FromWorker, RemoteFailure, ToWorker, encode_head, read_frame,
 };
 
 impl Engine {
@@ -72,57 +71,84 @@ impl Engine {
         settle.run();
     }
 
-    fn on_done(
+    /// Item `position` of call `call_id` answered.
+    fn on_item(
         &self,
         worker_id: u64,
         pid: u32,
         call_id: u64,
+        position: usize,
         outcome: Result<Vec<u8>, RemoteFailure>,
     ) {
-        let (sink, settle) = {
+        let (delivery, settle) = {
             let mut state = self.state.lock();
             let Some(worker) = state.workers.iter_mut().find(|w| w.id == worker_id) else {
                 return;
             };
-            let sink = match worker.in_flight.front() {
-                Some(r) if r.call_id == call_id => {
-                    worker.in_flight.pop_front().and_then(|r| r.sink)
-                }
-                _ => None,
+            let Some(head) = worker.in_flight.front_mut() else {
+                return;
             };
-            // The next call sent ahead starts executing now.
-            let next_deadline = self
+            // Answers come in order; anything else is an answer to a call
+            // the engine already settled (a terminate, a broken pool).
+            if head.call_id != call_id || head.answered != position {
+                return;
+            }
+            let delivery = (head.settled != Some(position))
+                .then(|| (Arc::clone(&head.sink), head.call.items[position].index));
+            head.answered += 1;
+            if head.answered == head.call.items.len() {
+                worker.in_flight.pop_front();
+                worker.tasks_done += 1;
+                if self
+                    .config
+                    .max_tasks_per_child
+                    .is_some_and(|max| worker.tasks_done >= max)
+                    && worker.stop.is_none()
+                {
+                    // Closing its input retires it; `on_exit` starts no
+                    // replacement itself, `dispatch` asks for one if needed.
+                    worker.stop = Some(Stop::Retired);
+                    worker.close_input();
+                }
+            }
+            // The next item (of this call, or of the call sent ahead)
+            // starts executing now. A call sent ahead keeps its bytes until
+            // it answers: should a cancel or a timeout of the one before it
+            // kill the worker first, it is sent again rather than failed.
+            let deadline = self
                 .config
                 .task_timeout
                 .and_then(|t| Instant::now().checked_add(t));
             if let Some(next) = worker.in_flight.front_mut() {
-                // Its bytes stay until it answers: should a cancel or a
-                // timeout of the call before it kill the worker first, it
-                // is sent again rather than failed.
-                next.deadline = next_deadline;
-                if next_deadline.is_some() {
+                next.deadline = deadline;
+                if deadline.is_some() {
                     let _ = self.supervisor.send(Request::Wake);
                 }
             }
-            worker.tasks_done += 1;
-            if self
-                .config
-                .max_tasks_per_child
-                .is_some_and(|max| worker.tasks_done >= max)
-                && worker.stop.is_none()
-            {
-                // Closing its input retires it; `on_exit` starts no
-                // replacement itself, `dispatch` asks for one if needed.
-                worker.stop = Some(Stop::Retired);
-                worker.writer = None;
-            }
             let settle = self.dispatch(&mut state);
-            (sink, settle)
+            (delivery, settle)
         };
-        if let Some(sink) = sink {
-            sink.deliver(pid, outcome);
+        if let Some((sink, index)) = delivery {
+            sink.answer(index, pid, outcome);
         }
         settle.run();
+    }
+
+    /// The advice when a worker ended before its loop started.
+    fn entry_missing(&self, death: WorkerDeath) -> String {
+        match self.config.command.and_then(|c| c.unusual.as_ref()) {
+            None => format!(
+                "a worker process never started its loop ({death}); is the \
+                 concurrent-futures worker entry linked? Call \
+                 concurrent_futures::process::run_worker_if_child() at the top of main"
+            ),
+            Some(how) => format!(
+                "a worker process never started its loop ({death}): {how}, which did not \
+                 reach the worker entry. Start the program directly rather than through a \
+                 loader or wrapper, or call concurrent_futures::process::run_worker_if_child() \
+                 at the top of main"
+            ),
+        }
     }
 
     fn on_exit(&self, worker_id: u64, cause: ExitCause) {
@@ -135,27 +161,19 @@ impl Engine {
             let mut worker = state.workers.swap_remove(index);
             let death = WorkerDeath::new(worker.pid, cause);
             let mut in_flight = std::mem::take(&mut worker.in_flight);
-            let entry_missing = || {
-                format!(
-                    "a worker process never started its loop ({death}); is the \
-                     concurrent-futures worker entry linked? Call \
-                     concurrent_futures::process::run_worker_if_child() at the top of main"
-                )
-            };
-            // What the call executing at the end gets, if the pool goes on.
+            // What the executing item gets, if the pool goes on.
             let failure = match worker.stop {
-                // We killed the worker for one call, already settled. Any
-                // other call it held never answered: it is sent again.
+                // We killed the worker for one item, already settled.
                 Some(Stop::Timeout { .. } | Stop::Cancelled { .. }) => None,
                 // Exiting by itself before its loop started means the
                 // worker ran something else: most likely `main`, because
                 // the entry before `main` was not linked.
                 Some(Stop::NeverReady) => {
-                    Engine::break_pool(&mut state, entry_missing(), &mut settle);
+                    Engine::break_pool(&mut state, self.entry_missing(death), &mut settle);
                     None
                 }
                 None if !worker.handshaken && matches!(cause, ExitCause::Code(_)) => {
-                    Engine::break_pool(&mut state, entry_missing(), &mut settle);
+                    Engine::break_pool(&mut state, self.entry_missing(death), &mut settle);
                     None
                 }
                 None if self.config.self_healing && state.broken.is_none() => {
@@ -177,41 +195,49 @@ impl Engine {
                     None | Some(Stop::Timeout { .. } | Stop::Cancelled { .. })
                 );
             if pool_goes_on {
-                // Only the executing call of a crashed worker fails (B3);
-                // every other call goes back to the queue, in order.
-                if let Some(error) = failure {
-                    if let Some(sink) = in_flight.pop_front().and_then(|r| r.sink) {
-                        settle.failed.push((sink, error));
+                let mut again = VecDeque::new();
+                if let Some(head) = in_flight.pop_front() {
+                    let mut unanswered = head.unanswered().peekable();
+                    match failure {
+                        // Each answer was sent as it ended, so the first
+                        // unanswered item was executing: it alone failed
+                        // (B3); the rest never started.
+                        Some(error) if self.precise() => {
+                            if let Some(p) = unanswered.next() {
+                                settle.fail(&head.sink, head.call.items[p].index, error);
+                            }
+                            again.extend(head.requeue(unanswered));
+                        }
+                        // Answers of a chunk go out together: any of the
+                        // unanswered items may have run, so all fail.
+                        Some(error) => head.fail_into(&mut settle, &error),
+                        // Killed by us for one item, already settled: the
+                        // others are sent again.
+                        None => again.extend(head.requeue(unanswered)),
                     }
                 }
-                for running in in_flight.into_iter().rev() {
-                    match (running.call, running.sink) {
-                        (Some(call), Some(sink)) => state
-                            .queue
-                            .push_front(Queued::Requeued(Requeued { call, sink })),
-                        (None, Some(sink)) => {
-                            settle.failed.push((sink, Error::WorkerDied(death)));
-                        }
-                        (_, None) => {}
-                    }
+                // Calls sent ahead never started: sent again, in order.
+                for running in &in_flight {
+                    again.extend(running.requeue(running.unanswered()));
+                }
+                for queued in again.into_iter().rev() {
+                    state.queue.push_front(queued);
                 }
             } else {
                 let error = match &state.broken {
                     Some(b) => Error::Broken(b.clone()),
-                    None => Error::Broken(BrokenExecutor::new(
-                        BrokenKind::ProcessPool,
+                    None => Error::Broken(crate::error::BrokenExecutor::new(
+                        crate::error::BrokenKind::ProcessPool,
                         format!("the worker was stopped while running this task ({death})"),
                     )),
                 };
-                for sink in in_flight.into_iter().filter_map(|r| r.sink) {
-                    settle.failed.push((sink, error.clone()));
+                for running in &in_flight {
+                    running.fail_into(&mut settle, &error);
                 }
             }
             if state.broken.is_none() {
                 let more = self.dispatch(&mut state);
-                settle.sends.extend(more.sends);
-                settle.failed.extend(more.failed);
-                settle.cancelled.extend(more.cancelled);
+                settle.extend(more);
             }
             state.exiting += 1;
             settle
@@ -226,27 +252,34 @@ impl Engine {
         self.worker_gone.notify_all();
     }
 
+    /// The frame that runs the initializer.
+    fn init_frame(&self) -> Option<Frame> {
+        let (function, arg) = self.config.initializer.as_ref()?;
+        let message = ToWorker::Init {
+            trampoline: function.trampoline,
+            func: function.func,
+        };
+        let head = encode_head(&message, arg.len()).ok()?;
+        Some(Frame {
+            head,
+            body: vec![arg.clone()],
+        })
+    }
+
     /// Starts one worker; called on the supervisor thread.
     fn spawn_worker(self: &Arc<Self>) {
-        let spawned = transport::spawn().and_then(|mut s| {
-            if let Some(init) = &self.config.initializer {
-                let message = ToWorker::Init {
-                    trampoline: init.trampoline,
-                    func: init.func,
-                };
-                write_frame(&mut s.to_child, &message, &init.payload)?;
-                s.to_child.flush()?;
-            }
-            Ok(s)
-        });
+        let spawned = match self.config.command {
+            Some(command) => transport::spawn(command),
+            None => Err(std::io::Error::other("this pool starts no workers")),
+        };
         let mut state = self.state.lock();
         state.starting -= 1;
         let Spawned {
             child,
             pid,
             pidfd,
-            to_child,
-            from_child,
+            input,
+            output,
         } = match spawned {
             Ok(s) => s,
             Err(e) => {
@@ -262,32 +295,40 @@ impl Engine {
                 return;
             }
         };
+        if let Some(frame) = self.init_frame() {
+            input.send(frame);
+        }
         let id = state.next_worker;
         state.next_worker += 1;
         state.workers.push(Worker {
             id,
             pid,
-            pidfd: Arc::new(pidfd),
-            writer: Some(Arc::new(Pipe::new(to_child))),
+            pidfd,
+            input: Some(input),
             started: Instant::now(),
             handshaken: false,
             ready: false,
             in_flight: VecDeque::new(),
             tasks_done: 0,
             stop: None,
+            kill_at: None,
         });
         if state.broken.is_some() {
             if let Some(w) = state.workers.last_mut() {
-                w.writer = None;
+                w.close_input();
                 w.kill(Stop::Terminated, Signal::KILL);
             }
         }
         let settle = self.dispatch(&mut state);
         drop(state);
         let engine = Arc::clone(self);
+        let engine_id = self.id();
         let reader = thread::Builder::new()
             .name(format!("process-pool-reader-{pid}"))
-            .spawn(move || engine.read_worker(id, pid, child, from_child));
+            .spawn(move || {
+                ENGINE_THREAD.with(|e| e.set(engine_id));
+                engine.read_worker(id, pid, child, output);
+            });
         if let Err(e) = reader {
             // Without its reader the worker cannot be heard: end it.
             tracing::error!(%e, pid, "could not start a reader thread; killing the worker");
@@ -300,8 +341,8 @@ impl Engine {
     }
 
     /// The reader thread of one worker: answers in, then the reaping.
-    fn read_worker(self: Arc<Self>, id: u64, pid: u32, mut child: Child, from_child: File) {
-        let mut input = BufReader::new(from_child);
+    fn read_worker(self: Arc<Self>, id: u64, pid: u32, mut child: Child, output: Output) {
+        let mut input = BufReader::new(output);
         loop {
             match read_frame::<FromWorker>(&mut input) {
                 Ok(Some((FromWorker::Ready { image_check, .. }, _))) => {
@@ -309,8 +350,9 @@ impl Engine {
                 }
                 Ok(Some((FromWorker::Initialized, _))) => self.on_initialized(id),
                 Ok(Some((
-                    FromWorker::Done {
+                    FromWorker::Item {
                         id: call_id,
+                        index,
                         failure,
                     },
                     payload,
@@ -319,13 +361,13 @@ impl Engine {
                         (Some(f), _) => Err(f),
                         (None, Ok(bytes)) => Ok(bytes),
                         (None, Err(len)) => Err(RemoteFailure::new(
-                            FailureKind::EncodeResult,
+                            FailureKind::Serialize,
                             format!(
                                 "the result ({len} bytes) does not fit in this process's memory"
                             ),
                         )),
                     };
-                    self.on_done(id, pid, call_id, outcome);
+                    self.on_item(id, pid, call_id, index as usize, outcome);
                 }
                 Ok(Some((FromWorker::InitFailed(failure), _))) => {
                     self.on_init_failed(failure.message);
@@ -333,27 +375,41 @@ impl Engine {
                 Ok(None) | Err(_) => break,
             }
         }
-        // The pipe ended: the worker is exiting or dead. Make sure, reap.
+        // The output ended: the worker has exited or is dying. Reap it.
         drop(input);
         let status = child.wait();
         self.on_exit(id, transport::exit_cause(status));
     }
 
-    /// Kills workers whose call ran past its deadline, or that never
-    /// became ready; returns the next deadline to wake for.
+    /// Kills workers whose item ran past its deadline, that never became
+    /// ready, or that outlived `SIGTERM`; returns the next deadline.
     fn expire(&self, now: Instant) -> Option<Instant> {
         let mut timed_out = Vec::new();
         let next = self.expire_locked(now, &mut timed_out);
-        for sink in timed_out {
-            sink.fail(Error::Timeout);
+        let limit = self.config.task_timeout.unwrap_or_default();
+        for (sink, index) in timed_out {
+            sink.fail(index, Error::TaskTimeout(limit));
         }
         next
     }
 
-    fn expire_locked(&self, now: Instant, timed_out: &mut Vec<Box<dyn Sink>>) -> Option<Instant> {
+    fn expire_locked(
+        &self,
+        now: Instant,
+        timed_out: &mut Vec<(Arc<dyn Sink>, usize)>,
+    ) -> Option<Instant> {
         let mut state = self.state.lock();
         let mut next: Option<Instant> = None;
+        let mut wake_at = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
         for worker in &mut state.workers {
+            if let Some(at) = worker.kill_at {
+                if at <= now {
+                    worker.kill_at = None;
+                    transport::signal(&worker.pidfd, Signal::KILL);
+                } else {
+                    wake_at(at);
+                }
+            }
             if worker.stop.is_some() {
                 continue;
             }
@@ -363,19 +419,26 @@ impl Engine {
                     worker.kill(Stop::NeverReady, Signal::KILL);
                     continue;
                 }
-                next = Some(next.map_or(limit, |n| n.min(limit)));
+                wake_at(limit);
             }
-            if let Some(deadline) = worker.in_flight.front().and_then(|r| r.deadline) {
-                if deadline <= now {
-                    // Settled now, like a cancel: if its answer is already
-                    // in the pipe, it is dropped, not delivered late.
-                    let head = &mut worker.in_flight[0];
-                    timed_out.extend(head.sink.take());
-                    let call_id = head.call_id;
-                    worker.kill(Stop::Timeout { call_id }, Signal::KILL);
-                } else {
-                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
-                }
+            let Some(head) = worker.in_flight.front_mut() else {
+                continue;
+            };
+            let Some(deadline) = head.deadline else {
+                continue;
+            };
+            if deadline > now {
+                wake_at(deadline);
+                continue;
+            }
+            // Settled now, like a cancel: if its answer is already in the
+            // pipe, it is dropped, not delivered late.
+            let position = head.answered;
+            if position < head.call.items.len() && head.settled.is_none() {
+                head.settled = Some(position);
+                timed_out.push((Arc::clone(&head.sink), head.call.items[position].index));
+                let call_id = head.call_id;
+                worker.kill(Stop::Timeout { call_id }, Signal::KILL);
             }
         }
         next

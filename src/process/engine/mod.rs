@@ -1,40 +1,54 @@
 //! The engine: dispatch, the worker table, and what happens when a worker
-//! ends. It moves opaque payloads and knows calls only as [`Sink`]s, so a
-//! different codec (pickle for a Python binding) or transport (MPI ranks)
-//! can reuse it unchanged.
+//! ends. It moves opaque payloads and knows calls only as [`Sink`]s.
 //!
 //! Threads per pool: one *supervisor*, which starts every worker (so that
 //! `PR_SET_PDEATHSIG` ties workers to a thread that lives as long as they
-//! do) and enforces deadlines; and one *reader* per worker, which reads its
+//! do) and enforces deadlines; one *reader* per worker, which reads its
 //! answers, completes futures, hands the worker its next call, and reaps it
-//! when its pipe ends. Submitting writes straight to an idle worker's pipe:
-//! a round trip crosses no thread but the reader.
+//! when it ends; and, only while a worker's input is full, a *writer* for
+//! it (see the transport). Submitting writes straight into an idle worker's
+//! pipe without ever blocking: a round trip crosses no thread but the
+//! reader, and no thread waits on a worker that is not reading.
+//!
+//! A call has one or more items (a chunk of `map`); the worker answers
+//! each, in order. When the pool has a per-task time limit, each answer is
+//! flushed at once, so the engine knows which item runs: the limit is per
+//! item (SPEC B1), and a worker's end fails only that item, sending the
+//! ones that never started to another worker. Without a limit, answers of
+//! a chunk come together, and a worker that dies in a chunk fails every
+//! item of it that had not answered.
 //!
 //! What happens when a worker speaks or ends is in `lifecycle.rs`.
 //!
 //! Every worker end goes through `Engine::on_exit`, which decides from
 //! the reason recorded before the kill (timeout, cancel, retirement,
 //! shutdown, terminate) or, with none recorded, treats it as a crash:
-//! broken pool by default (SPEC P6), the one call failed and a replacement
+//! broken pool by default (SPEC P6), the one item failed and a replacement
 //! started with self-healing (SPEC B3).
+//!
+//! User code (callbacks, `Deserialize`, `Drop` of values) runs only after
+//! the state lock is released. A thread of the engine may run such code,
+//! and that code may shut the pool down or drop it; waiting there for the
+//! workers would wait on the thread itself, so from the engine's own
+//! threads `shutdown` and the terminate calls never wait (`on_engine_thread`).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use rustix::process::Signal;
 
 mod lifecycle;
 
-use super::call::{EncodedCall, Sink};
-use super::transport;
-use super::wire::{ToWorker, write_frame};
+use super::call::{EncodedCall, FnRef, Item, Sink};
+use super::transport::{self, Frame, Input, WorkerCommand};
+use super::wire::{ToWorker, encode_head};
 use crate::error::{BrokenExecutor, BrokenKind, Error};
 
 /// How long a started worker may take to report ready. Generous, since a
@@ -42,6 +56,11 @@ use crate::error::{BrokenExecutor, BrokenKind, Error};
 /// entry was not linked and it runs `main` instead) fails the pool after
 /// this long rather than hanging it.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `terminate_workers` lets a worker handle `SIGTERM` before it
+/// is killed for good. Long enough for a handler to clean up, short
+/// enough that a task ignoring the signal holds up a shutdown only briefly.
+const TERMINATE_GRACE: Duration = Duration::from_secs(1);
 
 /// Calls sent to a busy worker ahead of time, once the pool has all its
 /// workers. One keeps a worker from idling between a result and its next
@@ -52,13 +71,18 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// timed nor lost when its worker dies: it goes back to the queue.
 const CALLS_AHEAD: usize = 1;
 
-/// Only calls this small are sent ahead. A call sent ahead waits in the
-/// pipe while the worker executes, so it must fit the pipe's buffer (64
-/// KiB by default) with room to spare: then writing it never blocks, and a
-/// thread writing it can never wait on a worker that is itself waiting to
-/// write a large result back (DESIGN: reads and writes never block each
-/// other). Larger calls go only to workers that are reading.
+/// Only calls this small are sent ahead: a call waiting in a busy
+/// worker's pipe should fit the pipe's buffer (64 KiB by default), so that
+/// a worker's input stays short enough for a dead worker's calls to be
+/// re-sent cheaply. Larger calls go only to workers that are reading.
 const SEND_AHEAD_MAX_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// The engine whose internal thread this is (0: none). A `Cell` of a
+    /// plain integer: still readable while the thread's other locals are
+    /// being destroyed, as at process exit.
+    static ENGINE_THREAD: Cell<usize> = const { Cell::new(0) };
+}
 
 /// The pool's state at one moment, for `Debug`.
 #[derive(Debug)]
@@ -77,49 +101,43 @@ pub(crate) struct EngineConfig {
     pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) self_healing: bool,
     pub(crate) task_timeout: Option<Duration>,
-    pub(crate) initializer: Option<EncodedCall>,
+    pub(crate) initializer: Option<(FnRef, Bytes)>,
+    /// How to start a worker; `None` for an engine that starts none.
+    pub(crate) command: Option<&'static WorkerCommand>,
 }
 
 /// A call waiting for a worker.
 pub(crate) struct Job {
     pub(crate) call: EncodedCall,
-    pub(crate) sink: Box<dyn Sink>,
+    pub(crate) sink: Arc<dyn Sink>,
 }
 
-/// A call back in the queue after the worker it was sent ahead to died
-/// before starting it: its futures are already marked running.
-struct Requeued {
+/// A call in the queue.
+struct Queued {
     call: EncodedCall,
-    sink: Box<dyn Sink>,
-}
-
-enum Queued {
-    Fresh(Job),
-    Requeued(Requeued),
+    sink: Arc<dyn Sink>,
+    /// Already marked running: it was sent to a worker that ended before
+    /// these items started, and is now sent again.
+    started: bool,
 }
 
 impl Queued {
-    fn payload_len(&self) -> usize {
-        match self {
-            Queued::Fresh(j) => j.call.payload.len(),
-            Queued::Requeued(r) => r.call.payload.len(),
-        }
-    }
-
-    fn into_sink(self) -> Box<dyn Sink> {
-        match self {
-            Queued::Fresh(j) => j.sink,
-            Queued::Requeued(r) => r.sink,
-        }
-    }
-
     /// Cancels a queued call: a fresh one is still pending and is
-    /// cancelled; a requeued one is already marked running, so it fails
+    /// cancelled; one sent again is already marked running, so it fails
     /// with `Cancelled` instead.
     fn cancel_into(self, settle: &mut Settle) {
-        match self {
-            Queued::Fresh(j) => settle.cancelled.push(j.sink),
-            Queued::Requeued(r) => settle.failed.push((r.sink, Error::Cancelled)),
+        for item in &self.call.items {
+            if self.started {
+                settle.fail(&self.sink, item.index, Error::Cancelled);
+            } else {
+                settle.cancelled.push((Arc::clone(&self.sink), item.index));
+            }
+        }
+    }
+
+    fn fail_into(self, settle: &mut Settle, error: &Error) {
+        for item in &self.call.items {
+            settle.fail(&self.sink, item.index, error.clone());
         }
     }
 }
@@ -159,7 +177,7 @@ struct Worker {
     pid: u32,
     pidfd: Arc<OwnedFd>,
     /// `None` once told to exit (its input closed).
-    writer: Option<Arc<Pipe>>,
+    input: Option<Arc<Input>>,
     started: Instant,
     /// The worker's loop answered: its entry ran.
     handshaken: bool,
@@ -172,101 +190,111 @@ struct Worker {
     tasks_done: usize,
     /// Why we ended it, set before the kill or close; `None` = a crash.
     stop: Option<Stop>,
+    /// When a worker sent `SIGTERM` gets `SIGKILL` (see [`TERMINATE_GRACE`]).
+    kill_at: Option<Instant>,
 }
 
+/// A call sent to a worker.
 struct Running {
     call_id: u64,
-    /// `None` once cancelled while waiting behind another call: its answer
-    /// will be dropped.
-    sink: Option<Box<dyn Sink>>,
-    /// Kept until the call starts executing, so that a worker's death can
-    /// send it to another worker.
-    call: Option<EncodedCall>,
+    /// Kept until the call has answered, so that its items that never
+    /// started can be sent to another worker.
+    call: EncodedCall,
+    sink: Arc<dyn Sink>,
+    /// How many items have answered; the next one is executing.
+    answered: usize,
+    /// The item (by position in `call.items`) the engine settled itself,
+    /// by a timeout or a cancel: its late answer, if any, is dropped.
+    settled: Option<usize>,
+    /// When the executing item must have answered.
     deadline: Option<Instant>,
+}
+
+impl Running {
+    /// The items that have not answered and were not settled, by position.
+    fn unanswered(&self) -> impl Iterator<Item = usize> + '_ {
+        (self.answered..self.call.items.len()).filter(move |&p| Some(p) != self.settled)
+    }
+
+    fn fail_into(&self, settle: &mut Settle, error: &Error) {
+        for position in self.unanswered() {
+            settle.fail(&self.sink, self.call.items[position].index, error.clone());
+        }
+    }
+
+    /// The items at `positions`, as a call to queue again.
+    fn requeue(&self, positions: impl Iterator<Item = usize>) -> Option<Queued> {
+        let items: Vec<Item> = positions.map(|p| self.call.items[p].clone()).collect();
+        (!items.is_empty()).then(|| Queued {
+            call: EncodedCall {
+                function: self.call.function,
+                items,
+            },
+            sink: Arc::clone(&self.sink),
+            started: true,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
-    /// This call ran over the per-task timeout (SPEC B1).
+    /// This call's executing item ran over the per-task timeout (SPEC B1).
     Timeout { call_id: u64 },
-    /// Its executing call, this one, was cancelled (SPEC B2).
+    /// An item of this executing call was cancelled (SPEC B2).
     Cancelled { call_id: u64 },
     /// `max_tasks_per_child` reached (SPEC P7).
     Retired,
     /// Shutdown: no more work.
     ShutDown,
-    /// `terminate_workers` / `kill_workers` (SPEC P9).
+    /// `terminate_workers` / `kill_workers` (SPEC P9), or a broken pool.
     Terminated,
     /// Never reported ready.
     NeverReady,
-}
-
-/// The pool's end of a worker's input.
-///
-/// Frames are queued in the outbox under the state lock, in dispatch
-/// order, and written later by whichever thread gets the file first,
-/// oldest first. Writing straight from the dispatching threads could
-/// reorder two calls for one worker (two threads, each released from the
-/// state lock with one frame), and the worker answers in the order it
-/// reads.
-struct Pipe {
-    outbox: Mutex<VecDeque<(ToWorker, Vec<u8>)>>,
-    file: Mutex<File>,
-}
-
-impl Pipe {
-    fn new(file: File) -> Self {
-        Pipe {
-            outbox: Mutex::new(VecDeque::new()),
-            file: Mutex::new(file),
-        }
-    }
-
-    /// Writes every queued frame; a frame queued meanwhile by another
-    /// thread is written by whoever holds the file then.
-    fn flush_outbox(&self) {
-        let mut file = self.file.lock();
-        loop {
-            let Some((message, payload)) = self.outbox.lock().pop_front() else {
-                return;
-            };
-            // A write to a dead worker fails; its reader reports the death.
-            let _ = write_frame(&mut *file, &message, &payload).and_then(|()| file.flush());
-        }
-    }
 }
 
 /// Futures to settle after the state lock is released: settling runs
 /// callbacks, which are user code.
 #[derive(Default)]
 struct Settle {
-    failed: Vec<(Box<dyn Sink>, Error)>,
-    cancelled: Vec<Box<dyn Sink>>,
-    /// Pipes with frames to write.
-    sends: Vec<Arc<Pipe>>,
+    failed: Vec<(Arc<dyn Sink>, usize, Error)>,
+    cancelled: Vec<(Arc<dyn Sink>, usize)>,
 }
 
 impl Settle {
+    fn fail(&mut self, sink: &Arc<dyn Sink>, index: usize, error: Error) {
+        self.failed.push((Arc::clone(sink), index, error));
+    }
+
+    fn extend(&mut self, other: Settle) {
+        self.failed.extend(other.failed);
+        self.cancelled.extend(other.cancelled);
+    }
+
     fn run(self) {
-        for pipe in self.sends {
-            pipe.flush_outbox();
+        for (sink, index, error) in self.failed {
+            sink.fail(index, error);
         }
-        for (sink, error) in self.failed {
-            sink.fail(error);
-        }
-        for sink in self.cancelled {
-            sink.cancel();
+        for (sink, index) in self.cancelled {
+            sink.cancel(index);
         }
     }
 }
 
 impl Worker {
     fn accepts_calls(&self) -> bool {
-        self.stop.is_none() && self.writer.is_some()
+        self.stop.is_none() && self.input.is_some()
     }
 
     fn idle(&self) -> bool {
         self.in_flight.is_empty() && self.accepts_calls()
+    }
+
+    /// Closes the worker's input: its loop ends once it has read what was
+    /// sent, or at once if it is killed.
+    fn close_input(&mut self) {
+        if let Some(input) = self.input.take() {
+            input.close();
+        }
     }
 
     /// Ends the worker for `reason`: recorded first, so `on_exit` knows.
@@ -288,11 +316,15 @@ impl Engine {
             supervisor,
         });
         let weak = Arc::downgrade(&engine);
+        let id = engine.id();
         // Without the supervisor no worker can start: a pool that cannot
         // start one is broken from the first submit (see `spawn_worker`).
         let started = thread::Builder::new()
             .name("process-pool-supervisor".into())
-            .spawn(move || lifecycle::supervise(weak, requests));
+            .spawn(move || {
+                ENGINE_THREAD.with(|e| e.set(id));
+                lifecycle::supervise(weak, requests);
+            });
         if let Err(e) = started {
             engine.state.lock().broken = Some(BrokenExecutor::new(
                 BrokenKind::ProcessPool,
@@ -316,11 +348,21 @@ impl Engine {
                 self_healing: false,
                 task_timeout: None,
                 initializer: None,
+                command: None,
             },
             state: Mutex::new(state),
             worker_gone: Condvar::new(),
             supervisor,
         })
+    }
+
+    fn id(&self) -> usize {
+        self as *const Engine as usize
+    }
+
+    /// Whether the calling thread is one of this engine's own.
+    fn on_engine_thread(&self) -> bool {
+        ENGINE_THREAD.try_with(Cell::get).unwrap_or(0) == self.id()
     }
 
     /// What `Debug` shows of the pool.
@@ -344,6 +386,11 @@ impl Engine {
         self.config.max_workers
     }
 
+    /// Whether each item's answer is sent as it ends (see the module docs).
+    fn precise(&self) -> bool {
+        self.config.task_timeout.is_some()
+    }
+
     /// Queues a call and hands it to an idle worker if there is one.
     ///
     /// # Errors
@@ -358,31 +405,51 @@ impl Engine {
             if state.shut_down {
                 return Err((job, Error::ShutDown));
             }
-            state.queue.push_back(Queued::Fresh(job));
+            state.queue.push_back(Queued {
+                call: job.call,
+                sink: job.sink,
+                started: false,
+            });
             self.dispatch(&mut state)
         };
         settle.run();
         Ok(())
     }
 
+    /// The frame that sends call `call_id`.
+    fn call_frame(&self, call_id: u64, call: &EncodedCall) -> std::io::Result<Frame> {
+        let message = ToWorker::Call {
+            id: call_id,
+            trampoline: call.function.trampoline,
+            func: call.function.func,
+            lens: call.items.iter().map(|i| i.bytes.len() as u64).collect(),
+            report_each: self.precise(),
+        };
+        Ok(Frame {
+            head: encode_head(&message, call.payload_len())?,
+            body: call.items.iter().map(|i| i.bytes.clone()).collect(),
+        })
+    }
+
     /// Pairs idle workers with queued calls, tells idle workers to exit once
     /// shut down with nothing left, and asks for workers that are missing.
+    ///
+    /// Frames are handed to the workers' inputs here, under the lock, so
+    /// that two threads dispatching to one worker cannot reorder its calls
+    /// (a worker answers in the order it reads); handing one over never
+    /// blocks.
     fn dispatch(&self, state: &mut State) -> Settle {
         let mut settle = Settle::default();
         // Send ahead only once every worker runs: a worker still starting
         // will take the call sooner than a busy one.
         let full = state.starting == 0
             && state.workers.iter().filter(|w| w.stop.is_none()).count() >= self.config.max_workers;
-        while !state.queue.is_empty() {
+        while let Some(front) = state.queue.front() {
+            let ahead_ok = full && front.call.payload_len() <= SEND_AHEAD_MAX_BYTES;
+            let depth = if ahead_ok { 1 + CALLS_AHEAD } else { 1 };
+            let max_tasks = self.config.max_tasks_per_child;
             // The least busy worker, so calls go ahead only when no worker
             // is idle.
-            let max_tasks = self.config.max_tasks_per_child;
-            let ahead_ok = full
-                && state
-                    .queue
-                    .front()
-                    .is_some_and(|q| q.payload_len() <= SEND_AHEAD_MAX_BYTES);
-            let depth = if ahead_ok { 1 + CALLS_AHEAD } else { 1 };
             let Some(worker) = state
                 .workers
                 .iter_mut()
@@ -396,43 +463,36 @@ impl Engine {
             let Some(queued) = state.queue.pop_front() else {
                 break;
             };
-            let (call, sink) = match queued {
-                Queued::Fresh(job) => {
-                    if !job.sink.start() {
-                        continue; // Cancelled while queued.
-                    }
-                    (job.call, job.sink)
-                }
-                Queued::Requeued(r) => (r.call, r.sink),
-            };
+            if !queued.started && !queued.sink.start() {
+                continue; // Cancelled while queued.
+            }
             let call_id = state.next_call;
             state.next_call += 1;
+            let frame = match self.call_frame(call_id, &queued.call) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    let error = Error::Broken(BrokenExecutor::new(
+                        BrokenKind::ProcessPool,
+                        format!("could not encode a call's header: {e}"),
+                    ));
+                    queued.fail_into(&mut settle, &error);
+                    continue;
+                }
+            };
             let deadline = if worker.in_flight.is_empty() && worker.ready {
                 self.deadline_from_now()
             } else {
                 None
             };
-            let Some(writer) = &worker.writer else {
-                break;
-            };
-            let message = ToWorker::Call {
-                id: call_id,
-                trampoline: call.trampoline,
-                func: call.func,
-            };
-            // Only a call sent ahead may have to move to another worker, so
-            // only it keeps a copy of its bytes.
-            let (payload, kept) = if worker.in_flight.is_empty() {
-                (call.payload, None)
-            } else {
-                (call.payload.clone(), Some(call))
-            };
-            writer.outbox.lock().push_back((message, payload));
-            settle.sends.push(Arc::clone(writer));
+            if let Some(input) = &worker.input {
+                input.send(frame);
+            }
             worker.in_flight.push_back(Running {
                 call_id,
-                sink: Some(sink),
-                call: kept,
+                call: queued.call,
+                sink: queued.sink,
+                answered: 0,
+                settled: None,
                 deadline,
             });
         }
@@ -440,7 +500,7 @@ impl Engine {
             for worker in state.workers.iter_mut().filter(|w| w.idle()) {
                 // Closing its input ends the worker's loop.
                 worker.stop = Some(Stop::ShutDown);
-                worker.writer = None;
+                worker.close_input();
             }
         }
         let live = state.workers.iter().filter(|w| w.stop.is_none()).count() + state.starting;
@@ -459,7 +519,7 @@ impl Engine {
         settle
     }
 
-    /// When a call starting now must end, telling the supervisor to watch.
+    /// When an item starting now must end, telling the supervisor to watch.
     fn deadline_from_now(&self) -> Option<Instant> {
         let deadline = self
             .config
@@ -471,34 +531,32 @@ impl Engine {
         deadline
     }
 
-    /// Marks the pool broken: every queued and running call fails with
+    /// Marks the pool broken: every queued and running item fails with
     /// `reason`, every worker is killed.
     fn break_pool(state: &mut State, reason: String, settle: &mut Settle) {
         let broken = state
             .broken
             .get_or_insert_with(|| BrokenExecutor::new(BrokenKind::ProcessPool, reason))
             .clone();
+        let error = Error::Broken(broken);
         for queued in state.queue.drain(..) {
-            settle
-                .failed
-                .push((queued.into_sink(), Error::Broken(broken.clone())));
+            queued.fail_into(settle, &error);
         }
         for worker in &mut state.workers {
             for running in worker.in_flight.drain(..) {
-                if let Some(sink) = running.sink {
-                    settle.failed.push((sink, Error::Broken(broken.clone())));
-                }
+                running.fail_into(settle, &error);
             }
-            worker.writer = None;
+            worker.close_input();
             worker.kill(Stop::Terminated, Signal::KILL);
         }
     }
 
     /// Cancels the executing call of future `future_id` by killing its
-    /// worker, which is replaced (SPEC B2). A call sent ahead and still
-    /// waiting in a worker's pipe cannot be stopped without killing the
-    /// call executing before it, so it is refused, as CPython refuses to
-    /// cancel the calls it has queued to its workers.
+    /// worker, which is replaced (SPEC B2). The call's other items that had
+    /// not answered are sent again. A call sent ahead and still waiting in
+    /// a worker's pipe cannot be stopped without killing the call executing
+    /// before it, so it is refused, as CPython refuses to cancel the calls
+    /// it has queued to its workers.
     pub(crate) fn cancel_running(&self, future_id: usize) -> bool {
         let cancelled = {
             let mut state = self.state.lock();
@@ -507,27 +565,37 @@ impl Engine {
                 let Some(head) = worker.in_flight.front_mut() else {
                     continue;
                 };
-                if head.sink.as_ref().is_some_and(|s| s.carries(future_id)) {
-                    // Settled now, so that `true` is the truth even if the
-                    // answer is already in the pipe: it will be dropped.
-                    cancelled = head.sink.take();
-                    let call_id = head.call_id;
-                    worker.kill(Stop::Cancelled { call_id }, Signal::KILL);
-                    break;
+                let Some(index) = head.sink.position(future_id) else {
+                    continue;
+                };
+                let position = head.call.items.iter().position(|i| i.index == index);
+                match position {
+                    Some(p) if p >= head.answered && head.settled.is_none() => {
+                        // Settled now, so that `true` is the truth even if
+                        // the answer is already in the pipe: it is dropped.
+                        head.settled = Some(p);
+                        cancelled = Some((Arc::clone(&head.sink), index));
+                        let call_id = head.call_id;
+                        worker.kill(Stop::Cancelled { call_id }, Signal::KILL);
+                    }
+                    _ => {}
                 }
+                break;
             }
             cancelled
         };
         match cancelled {
-            Some(sink) => {
-                sink.fail(Error::Cancelled);
+            Some((sink, index)) => {
+                sink.fail(index, Error::Cancelled);
                 true
             }
             None => false,
         }
     }
 
-    /// SPEC E3 for processes.
+    /// SPEC E3 for processes. From one of the engine's own threads (a
+    /// done-callback) it does not wait, since the workers' ends are heard
+    /// on those threads.
     pub(crate) fn shutdown(&self, wait: bool, cancel_futures: bool) {
         let settle = {
             let mut state = self.state.lock();
@@ -544,13 +612,15 @@ impl Engine {
             settle
         };
         settle.run();
-        if wait {
+        if wait && !self.on_engine_thread() {
             self.wait_for_workers();
         }
     }
 
-    /// SPEC P9: stops every worker now with `signal`; queued calls are
-    /// cancelled, running ones fail.
+    /// SPEC P9: stops every worker now with `signal` and returns without
+    /// waiting for them (as CPython 3.14 does): queued calls are
+    /// cancelled, running ones fail at once. A worker that outlives
+    /// `SIGTERM` by [`TERMINATE_GRACE`] is killed.
     pub(crate) fn stop_workers(&self, signal: Signal) {
         let settle = {
             let mut state = self.state.lock();
@@ -559,14 +629,38 @@ impl Engine {
             for queued in state.queue.drain(..).collect::<Vec<_>>() {
                 queued.cancel_into(&mut settle);
             }
+            let how = if signal == Signal::KILL {
+                "kill_workers"
+            } else {
+                "terminate_workers"
+            };
+            let error = Error::Broken(BrokenExecutor::new(
+                BrokenKind::ProcessPool,
+                format!("the worker was stopped by {how} while running this task"),
+            ));
+            let kill_at = (signal != Signal::KILL)
+                .then(|| Instant::now().checked_add(TERMINATE_GRACE))
+                .flatten();
             for worker in &mut state.workers {
-                worker.writer = None;
+                for running in worker.in_flight.drain(..) {
+                    running.fail_into(&mut settle, &error);
+                }
+                worker.close_input();
                 worker.kill(Stop::Terminated, signal);
+                worker.kill_at = kill_at;
+            }
+            if kill_at.is_some() {
+                let _ = self.supervisor.send(Request::Wake);
             }
             settle
         };
         settle.run();
-        self.wait_for_workers();
+    }
+
+    /// At process exit: the work this pool accepted finishes first (SPEC
+    /// E3), as CPython's exit hook joins its workers.
+    pub(crate) fn finish_at_exit(&self) {
+        self.shutdown(true, false);
     }
 
     fn wait_for_workers(&self) {

@@ -1,0 +1,227 @@
+//! Which command starts a worker: this program again, started the way the
+//! parent was (SPEC P4, P11).
+//!
+//! A worker must run the very image that holds the pool's code, since
+//! functions cross as offsets into it. `/proc/self/exe` is that image for
+//! a program started normally, even if its file was replaced or deleted
+//! since. The worker gets the parent's own command line as its argv, so
+//! `std::env::args()` in a task sees what `main` saw, as CPython's workers
+//! see the parent's `sys.argv`.
+//!
+//! Two unusual starts are told apart by comparing the file that holds this
+//! code (from `/proc/self/maps`) with `/proc/self/exe`:
+//!
+//! * the program was started through the dynamic loader (`ld.so ./prog`)
+//!   or a wrapper that stays in the process: `/proc/self/exe` is the
+//!   loader. Running it with the parent's command line starts the program
+//!   the same way again, which works;
+//! * this code is in a shared library that some other program loaded (a
+//!   Python extension, say): re-running that program would not run our
+//!   worker, so workers cannot be started this way and the pool says so.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::process::call::code_address;
+
+/// The program every worker runs: this process's own executable.
+const SELF_EXE: &str = "/proc/self/exe";
+
+/// How to start a worker, worked out once per process.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerCommand {
+    pub(crate) program: PathBuf,
+    /// The parent's argv, `argv[0]` first.
+    pub(crate) argv: Vec<OsString>,
+    /// When this process was started in an unusual way, how (for the
+    /// advice if its workers do not start).
+    pub(crate) unusual: Option<String>,
+}
+
+/// The command for this process's workers, or why there is none.
+pub(crate) fn worker_command() -> Result<&'static WorkerCommand, &'static str> {
+    static COMMAND: OnceLock<Result<WorkerCommand, String>> = OnceLock::new();
+    COMMAND
+        .get_or_init(find_command)
+        .as_ref()
+        .map_err(String::as_str)
+}
+
+fn find_command() -> Result<WorkerCommand, String> {
+    let argv = own_argv();
+    let exe = fs::read_link(SELF_EXE).unwrap_or_else(|_| PathBuf::from(SELF_EXE));
+    let unusual = match image_of_this_code() {
+        Some(image) if !is_self_exe(image.dev, image.inode) => {
+            if !is_executable(&image.path) {
+                return Err(format!(
+                    "the pool's code is in the shared library {}, loaded by {}; workers \
+                     are started by running this process's program again, which would not \
+                     reach that library's worker entry. A program that hosts the library \
+                     must start workers itself (turn off the `worker-entry` feature and \
+                     call `process::run_worker_if_child` from its worker)",
+                    image.path.display(),
+                    exe.display()
+                ));
+            }
+            Some(format!(
+                "this process runs {} through {} (a loader or wrapper), and workers are \
+                 started the same way: `{}`",
+                image.path.display(),
+                exe.display(),
+                argv.iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+        }
+        _ => None,
+    };
+    Ok(WorkerCommand {
+        program: PathBuf::from(SELF_EXE),
+        argv,
+        unusual,
+    })
+}
+
+/// The command line this process was started with, as the kernel has it
+/// (a loader's own arguments included), else std's view of it.
+fn own_argv() -> Vec<OsString> {
+    let from_kernel = fs::read("/proc/self/cmdline").ok().map(|bytes| {
+        bytes
+            .split(|&b| b == 0)
+            .filter(|part| !part.is_empty())
+            .map(|part| OsString::from_vec(part.to_vec()))
+            .collect::<Vec<_>>()
+    });
+    match from_kernel {
+        Some(argv) if !argv.is_empty() => argv,
+        _ => std::env::args_os().collect(),
+    }
+}
+
+/// The file mapped where this code lives.
+struct Image {
+    path: PathBuf,
+    dev: (u32, u32),
+    inode: u64,
+}
+
+/// Finds the mapping that holds this code in `/proc/self/maps`:
+/// `start-end perms offset major:minor inode path`.
+fn image_of_this_code() -> Option<Image> {
+    let address = code_address();
+    let maps = fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let (start, end) = (
+            usize::from_str_radix(start, 16).ok()?,
+            usize::from_str_radix(end, 16).ok()?,
+        );
+        if !(start..end).contains(&address) {
+            return None;
+        }
+        let _perms = fields.next()?;
+        let _offset = fields.next()?;
+        let (major, minor) = fields.next()?.split_once(':')?;
+        let dev = (
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        );
+        let inode = fields.next()?.parse().ok()?;
+        let path = PathBuf::from(fields.collect::<Vec<_>>().join(" "));
+        Some(Image { path, dev, inode })
+    })
+}
+
+/// Whether `/proc/self/exe` is the file `(dev, inode)`.
+fn is_self_exe(dev: (u32, u32), inode: u64) -> bool {
+    match rustix::fs::stat(SELF_EXE) {
+        Ok(st) => {
+            let exe_dev = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+            exe_dev == dev && st.st_ino == inode
+        }
+        // Without /proc there is nothing to compare; the handshake still
+        // checks the image.
+        Err(_) => true,
+    }
+}
+
+/// An ELF file with an interpreter (`PT_INTERP`) is a program; a shared
+/// library has none. Anything unreadable counts as a program: the
+/// handshake catches what this cannot.
+fn is_executable(path: &Path) -> bool {
+    let mut header = Vec::new();
+    let read = fs::File::open(path).and_then(|f| f.take(64 * 1024).read_to_end(&mut header));
+    if read.is_err() {
+        return true;
+    }
+    elf_has_interpreter(&header).unwrap_or(true)
+}
+
+/// `PT_INTERP` among the program headers of an ELF image's first bytes.
+fn elf_has_interpreter(elf: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    if elf.get(..4)? != b"\x7fELF" || *elf.get(5)? != 1 {
+        return None; // Not ELF, or not little-endian: let the handshake judge.
+    }
+    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?));
+    let (phoff, phentsize, phnum) = match elf.get(4)? {
+        2 => (
+            usize::try_from(u64_at(0x20)?).ok()?,
+            u16_at(0x36)?,
+            u16_at(0x38)?,
+        ),
+        1 => (u32_at(0x1c)? as usize, u16_at(0x2a)?, u16_at(0x2c)?),
+        _ => return None,
+    };
+    let found = (0..usize::from(phnum))
+        .any(|i| u32_at(phoff + i * usize::from(phentsize)) == Some(PT_INTERP));
+    Some(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_test_binary_is_its_own_worker_program() {
+        let command = worker_command().unwrap();
+        assert_eq!(command.program, Path::new(SELF_EXE));
+        assert!(command.unusual.is_none(), "{:?}", command.unusual);
+        assert_eq!(
+            command.argv,
+            std::env::args_os().collect::<Vec<_>>(),
+            "workers get the parent's argv"
+        );
+    }
+
+    fn fake_elf(segment_types: &[u32]) -> Vec<u8> {
+        let mut elf = vec![0u8; 64 + 56 * segment_types.len()];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2; // 64-bit
+        elf[5] = 1; // little-endian
+        elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&(segment_types.len() as u16).to_le_bytes());
+        for (i, t) in segment_types.iter().enumerate() {
+            elf[64 + 56 * i..68 + 56 * i].copy_from_slice(&t.to_le_bytes());
+        }
+        elf
+    }
+
+    #[test]
+    fn programs_have_an_interpreter_and_libraries_do_not() {
+        // SPEC P11
+        assert!(is_executable(Path::new(SELF_EXE)));
+        assert_eq!(elf_has_interpreter(&fake_elf(&[6, 3, 1])), Some(true));
+        assert_eq!(elf_has_interpreter(&fake_elf(&[1, 2])), Some(false));
+        assert_eq!(elf_has_interpreter(b"not elf"), None);
+    }
+}

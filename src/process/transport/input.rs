@@ -1,0 +1,246 @@
+//! A worker's input: frames written without ever blocking the sender
+//! (SPEC E1: `submit` returns at once, whatever the worker is doing).
+//!
+//! The pipe is non-blocking. A sender writes its frame straight into it
+//! when nothing is waiting ahead of it, which is the common case and
+//! costs no thread hand-off. Whatever does not fit (a large argument, or a
+//! worker that is not reading: still starting, in its initializer, busy)
+//! is queued for this input's writer thread, started the first time it is
+//! needed, which waits for the pipe to drain and writes the rest in order.
+//! Only that thread ever waits on this worker's pipe, so no thread that
+//! serves other workers, the supervisor or a caller is held up by it.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use rustix::event::{PollFd, PollFlags, poll};
+
+/// One frame: its prefix and header, then payload parts written as they
+/// are (shared, so a call kept for sending again costs no copy).
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    pub(crate) head: Vec<u8>,
+    pub(crate) body: Vec<Bytes>,
+}
+
+impl Frame {
+    fn len(&self) -> usize {
+        self.head.len() + self.body.iter().map(Bytes::len).sum::<usize>()
+    }
+}
+
+/// The most slices one `writev` is given; the rest go in the next call.
+const MAX_SLICES: usize = 64;
+
+/// A frame partly written.
+struct Pending {
+    frame: Frame,
+    written: usize,
+}
+
+enum Progress {
+    Done,
+    WouldBlock,
+}
+
+impl Pending {
+    /// Writes as much as the pipe takes now.
+    fn write_some(&mut self, fd: &OwnedFd) -> io::Result<Progress> {
+        let total = self.frame.len();
+        while self.written < total {
+            let mut skip = self.written;
+            let mut slices = Vec::with_capacity(MAX_SLICES.min(1 + self.frame.body.len()));
+            for part in
+                std::iter::once(&self.frame.head[..]).chain(self.frame.body.iter().map(|b| &b[..]))
+            {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                slices.push(IoSlice::new(&part[skip..]));
+                skip = 0;
+                if slices.len() == MAX_SLICES {
+                    break;
+                }
+            }
+            match rustix::io::writev(fd, &slices) {
+                Ok(n) => self.written += n,
+                Err(rustix::io::Errno::AGAIN) => return Ok(Progress::WouldBlock),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Progress::Done)
+    }
+
+    /// Writes all of it, waiting for the pipe as needed.
+    fn write_all(&mut self, fd: &OwnedFd) -> io::Result<()> {
+        loop {
+            match self.write_some(fd)? {
+                Progress::Done => return Ok(()),
+                Progress::WouldBlock => {
+                    let mut fds = [PollFd::new(fd, PollFlags::OUT)];
+                    match poll(&mut fds, None) {
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct State {
+    /// `None` once closed: nothing more is written, and the pipe closes as
+    /// soon as no write is under way, which ends the worker's loop.
+    fd: Option<Arc<OwnedFd>>,
+    /// Frames waiting for the writer thread, in order.
+    queue: VecDeque<Pending>,
+    /// The writer thread holds a frame taken from the queue.
+    writing: bool,
+    writer_started: bool,
+}
+
+/// The pool's end of a worker's input.
+pub(crate) struct Input {
+    state: Mutex<State>,
+    work: Condvar,
+    name: String,
+}
+
+impl Input {
+    /// `fd` must be non-blocking.
+    pub(crate) fn new(fd: OwnedFd, name: String) -> Arc<Input> {
+        Arc::new(Input {
+            state: Mutex::new(State {
+                fd: Some(Arc::new(fd)),
+                queue: VecDeque::new(),
+                writing: false,
+                writer_started: false,
+            }),
+            work: Condvar::new(),
+            name,
+        })
+    }
+
+    /// Sends `frame` after every frame sent before it. Never blocks on the
+    /// worker. A frame for a worker that has died or was closed is
+    /// dropped: the worker's end is reported by its reader.
+    pub(crate) fn send(self: &Arc<Self>, frame: Frame) {
+        let mut state = self.state.lock();
+        let Some(fd) = state.fd.clone() else {
+            return;
+        };
+        let mut pending = Pending { frame, written: 0 };
+        if state.queue.is_empty() && !state.writing {
+            match pending.write_some(&fd) {
+                Ok(Progress::Done) => return,
+                Ok(Progress::WouldBlock) => {}
+                Err(_) => {
+                    state.fd = None;
+                    return;
+                }
+            }
+        }
+        state.queue.push_back(pending);
+        if state.writer_started {
+            self.work.notify_one();
+            return;
+        }
+        let input = Arc::clone(self);
+        let started = std::thread::Builder::new()
+            .name(format!("process-pool-writer-{}", self.name))
+            .spawn(move || input.write_queued());
+        match started {
+            Ok(_) => state.writer_started = true,
+            Err(e) => {
+                // No thread to hand the rest to: write it here, late
+                // rather than never.
+                tracing::warn!(%e, "could not start a writer thread; writing in the caller");
+                let queued: Vec<Pending> = state.queue.drain(..).collect();
+                state.writing = true;
+                drop(state);
+                let mut failed = false;
+                for mut p in queued {
+                    failed = failed || p.write_all(&fd).is_err();
+                }
+                let mut state = self.state.lock();
+                state.writing = false;
+                if failed {
+                    state.fd = None;
+                }
+            }
+        }
+    }
+
+    /// Stops writing: queued frames are dropped, and the pipe closes once
+    /// no write holds it, so the worker reads the end of its input.
+    pub(crate) fn close(&self) {
+        let mut state = self.state.lock();
+        state.fd = None;
+        state.queue.clear();
+        self.work.notify_one();
+    }
+
+    fn write_queued(self: Arc<Self>) {
+        let mut state = self.state.lock();
+        loop {
+            let Some(fd) = state.fd.clone() else {
+                return;
+            };
+            let Some(mut pending) = state.queue.pop_front() else {
+                self.work.wait(&mut state);
+                continue;
+            };
+            state.writing = true;
+            drop(state);
+            let written = pending.write_all(&fd);
+            drop(fd);
+            state = self.state.lock();
+            state.writing = false;
+            if written.is_err() {
+                // The worker is gone; its reader reports how it ended.
+                state.fd = None;
+                state.queue.clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::pipe::{PipeFlags, pipe_with};
+    use std::io::Read;
+
+    #[test]
+    fn frames_larger_than_the_pipe_arrive_whole_and_in_order_without_blocking_the_sender() {
+        let (read_end, write_end) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).unwrap();
+        rustix::fs::fcntl_setfl(&read_end, rustix::fs::OFlags::empty()).unwrap();
+        let input = Input::new(write_end, "test".into());
+        let big = Bytes::from(vec![7u8; 1 << 20]);
+        // Nobody reads yet: both sends must return at once.
+        input.send(Frame {
+            head: b"one:".to_vec(),
+            body: vec![big.clone()],
+        });
+        input.send(Frame {
+            head: b"two:".to_vec(),
+            body: vec![Bytes::from_static(b"end")],
+        });
+        let mut got = vec![0u8; 4 + (1 << 20) + 7];
+        let mut file = std::fs::File::from(read_end);
+        file.read_exact(&mut got).unwrap();
+        input.close();
+        let mut rest = Vec::new();
+        file.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "closing ends the input");
+        assert_eq!(&got[..4], b"one:");
+        assert!(got[4..4 + (1 << 20)].iter().all(|&b| b == 7));
+        assert_eq!(&got[4 + (1 << 20)..], b"two:end");
+    }
+}

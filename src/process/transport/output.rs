@@ -1,0 +1,58 @@
+//! A worker's output, read until the worker is gone.
+//!
+//! The end of the pipe is not enough to tell: a task that forks leaves a
+//! copy of the pipe's write end in the child, and the pipe then stays open
+//! after the worker dies. So the reader also watches the worker's pidfd:
+//! once the process has exited, whatever is still in the pipe is read and
+//! then the output counts as ended, whoever else holds the pipe.
+
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use rustix::event::{PollFd, PollFlags, poll};
+
+/// Reads a worker's answers; end of stream when the worker has exited.
+pub(crate) struct Output {
+    /// Non-blocking.
+    fd: OwnedFd,
+    pidfd: Arc<OwnedFd>,
+    exited: bool,
+}
+
+impl Output {
+    /// `fd` must be non-blocking; `pidfd` is the worker's.
+    pub(crate) fn new(fd: OwnedFd, pidfd: Arc<OwnedFd>) -> Self {
+        Output {
+            fd,
+            pidfd,
+            exited: false,
+        }
+    }
+}
+
+impl Read for Output {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match rustix::io::read(&self.fd, &mut *buf) {
+                Ok(n) => return Ok(n),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) if self.exited => return Ok(0),
+                Err(rustix::io::Errno::AGAIN) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let mut fds = [
+                PollFd::new(&self.fd, PollFlags::IN),
+                PollFd::new(&*self.pidfd, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if !fds[1].revents().is_empty() {
+                // Exited: drain what it wrote, then end.
+                self.exited = true;
+            }
+        }
+    }
+}

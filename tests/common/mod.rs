@@ -140,34 +140,4 @@ pub fn chaos_seed() -> u64 {
 // ----------------------------------------------------- process pool ----
 
 #[cfg(target_os = "linux")]
-pub mod process {
-    use std::ops::Deref;
-    use std::thread;
-
-    use concurrent_futures::ProcessPoolExecutor;
-
-    /// A process pool that is killed and leaked instead of dropped when
-    /// the test fails: a stuck worker (or future) would make the pool's
-    /// `Drop`, or the exit of the test binary (SPEC E3), wait forever and
-    /// hide the failure.
-    pub struct Pool(pub Option<ProcessPoolExecutor>);
-
-    impl Deref for Pool {
-        type Target = ProcessPoolExecutor;
-
-        fn deref(&self) -> &ProcessPoolExecutor {
-            self.0.as_ref().expect("the pool is there until dropped")
-        }
-    }
-
-    impl Drop for Pool {
-        fn drop(&mut self) {
-            if let Some(pool) = self.0.take() {
-                if thread::panicking() {
-                    pool.kill_workers();
-                    std::mem::forget(pool);
-                }
-            }
-        }
-    }
-}
+pub mod process;

@@ -532,3 +532,30 @@ fn a_cycle_through_an_inline_run_is_reported_not_hung() {
         }
     }
 }
+
+#[test]
+fn a_chain_of_ten_thousand_inline_runs_completes_without_overflowing_the_stack() {
+    // SPEC B7: task i waits on queued task i + 1 of its own one-worker
+    // pool, so each runs inside the one before it.
+    const LINKS: usize = 10_000;
+    let pool = shared_pool(1);
+    let slots: Arc<Vec<std::sync::OnceLock<Future<usize>>>> =
+        Arc::new((0..=LINKS).map(|_| std::sync::OnceLock::new()).collect());
+    let (open, closed) = gate();
+    // Hold the only worker while the chain is queued in order.
+    let holder = start_gated(&pool, closed, || 0usize);
+    for i in 0..=LINKS {
+        let next = Arc::clone(&slots);
+        let f = pool
+            .submit(move || match next.get(i + 1).and_then(|s| s.get()) {
+                Some(f) => f.result().map_or(usize::MAX, |n| n + 1),
+                None => 0,
+            })
+            .unwrap();
+        slots[i].set(f).unwrap();
+    }
+    drop(open);
+    assert_eq!(*settle(&holder, &pool).unwrap(), 0);
+    let head = slots[0].get().unwrap().clone();
+    assert_eq!(*settle(&head, &pool).unwrap(), LINKS);
+}

@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use concurrent_futures::{
-    BrokenExecutor, BrokenKind, BuildError, Error, Future, InvalidStateError, State, SubmitError,
-    TaskError, ThreadPoolExecutor,
+    BrokenExecutor, BrokenKind, BuildError, Error, ExitCause, Future, InvalidStateError, State,
+    SubmitError, TaskError, TaskErrorKind, ThreadPoolExecutor, WorkerDeath,
 };
 
 mod common;
@@ -34,6 +34,7 @@ fn kind(e: &Error) -> &'static str {
     match e {
         Error::Cancelled => "cancelled",
         Error::Timeout => "timeout",
+        Error::TaskTimeout(_) => "task timeout",
         Error::Failed(t) if t.is_panic() => "panicked",
         Error::Failed(_) => "failed",
         Error::Broken(b) if b.kind() == BrokenKind::ThreadPool => "broken thread pool",
@@ -41,6 +42,7 @@ fn kind(e: &Error) -> &'static str {
         Error::Broken(_) => "broken",
         Error::ShutDown => "shut down",
         Error::Deadlock => "deadlock",
+        Error::InvalidArgument(_) => "invalid argument",
         _ => "other",
     }
 }
@@ -386,4 +388,57 @@ fn errors_cross_threads() {
         .unwrap();
     let e = rx.recv().unwrap();
     assert_eq!(e.task_error().unwrap().panic_message(), Some("sent across"));
+}
+
+// SPEC X1, B1
+#[test]
+fn a_task_killed_by_its_time_limit_is_not_a_wait_that_timed_out() {
+    let e = Error::TaskTimeout(Duration::from_millis(1500));
+    assert!(e.is_task_timeout() && !e.is_timeout());
+    assert_eq!(kind(&e), "task timeout");
+    assert_eq!(
+        e.to_string(),
+        "the task ran longer than its time limit of 1.5s and was stopped"
+    );
+    let waited = Future::<u32>::new()
+        .result_timeout(Duration::ZERO)
+        .unwrap_err();
+    assert!(waited.is_timeout() && !waited.is_task_timeout());
+    assert!(waited.to_string().contains("wait timed out"), "{waited}");
+}
+
+// SPEC X1, F10
+#[test]
+fn a_task_error_says_which_failure_it_is() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let panicked = pool.submit(|| -> u32 { panic!("boom") }).unwrap();
+    let returned = pool.submit_fallible(|| "x".parse::<u32>()).unwrap();
+    let kind_of = |f: &Future<u32>| match f.result_timeout(LIMIT) {
+        Err(Error::Failed(e)) => e.kind(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(kind_of(&panicked), TaskErrorKind::Panic);
+    assert_eq!(kind_of(&returned), TaskErrorKind::Error);
+    assert_eq!(TaskError::new("set").kind(), TaskErrorKind::Error);
+}
+
+// SPEC X1, P6: signals without a conventional name get their number only.
+#[test]
+fn worker_deaths_name_their_signal_or_give_its_number() {
+    assert_eq!(
+        WorkerDeath::new(7, ExitCause::Signal(9)).to_string(),
+        "worker died: killed by signal 9 (SIGKILL), pid 7"
+    );
+    assert_eq!(
+        WorkerDeath::new(7, ExitCause::Signal(13)).to_string(),
+        "worker died: killed by signal 13 (SIGPIPE), pid 7"
+    );
+    assert_eq!(
+        WorkerDeath::new(7, ExitCause::Signal(40)).to_string(),
+        "worker died: killed by signal 40, pid 7"
+    );
+    assert_eq!(
+        WorkerDeath::new(7, ExitCause::Code(3)).to_string(),
+        "worker died: exited with code 3, pid 7"
+    );
 }

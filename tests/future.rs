@@ -1370,3 +1370,36 @@ fn futures_are_send_sync_clone_and_debug() {
     let shown = format!("{f:?}");
     assert!(shown.contains("Pending"), "{shown}");
 }
+
+#[test]
+fn result_works_in_a_thread_local_destructor() {
+    // SPEC F4: a blocking wait after the thread's own locals were torn
+    // down (here: inside one of them) still works.
+    struct WaitsWhenDropped(Option<(Future<u32>, mpsc::Sender<u32>)>);
+    impl Drop for WaitsWhenDropped {
+        fn drop(&mut self) {
+            if let Some((f, report)) = self.0.take() {
+                let _ = report.send(f.result().copied().unwrap_or(0));
+            }
+        }
+    }
+    thread_local! {
+        static LAST: std::cell::RefCell<WaitsWhenDropped> =
+            const { std::cell::RefCell::new(WaitsWhenDropped(None)) };
+    }
+    let f: Future<u32> = Future::new();
+    let (report_tx, report) = mpsc::channel();
+    let waiting = f.clone();
+    let t = thread::spawn(move || {
+        // Registered first, so destroyed after the library's own locals.
+        LAST.with(|l| l.borrow_mut().0 = Some((waiting, report_tx)));
+        // A wait now sets up the library's per-thread waiter.
+        let warm: Future<()> = Future::new();
+        let _ = warm.result_timeout(Duration::from_millis(1));
+    });
+    // The thread is in its locals' destruction, waiting on `f`.
+    thread::sleep(Duration::from_millis(20));
+    f.set_result(11).unwrap();
+    assert_eq!(report.recv_timeout(LIMIT).unwrap(), 11);
+    t.join().unwrap();
+}

@@ -395,3 +395,45 @@ fn map_with_buffersize_uses_at_most_max_workers() {
     assert!(names.len() <= 2, "{names:?}");
     assert!(workers_started(&pool) <= 2);
 }
+
+/// Panics when dropped (outside an unwind).
+struct DropBomb;
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            panic!("DropBomb went off");
+        }
+    }
+}
+
+#[test]
+fn values_and_tasks_whose_drop_panics_harm_no_worker_and_leave_no_future_pending() {
+    // SPEC E5, E3: user code that panics fails only what it belongs to.
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    // A result nobody keeps is dropped on the worker.
+    drop(pool.submit(|| DropBomb).unwrap());
+    let first = pool.submit(thread_name).unwrap();
+    let worker = settle(&first).unwrap().clone();
+    // Cancelled tasks drop their captures; every one still ends cancelled.
+    let (open, closed) = gate();
+    let running = occupy(&pool, 1, &closed);
+    let queued: Vec<_> = (0..3)
+        .map(|_| {
+            let bomb = DropBomb;
+            pool.submit(move || {
+                let _bomb = &bomb;
+                1u8
+            })
+            .unwrap()
+        })
+        .collect();
+    let plain = pool.submit(|| 2u8).unwrap();
+    pool.shutdown_with(Shutdown::default().wait(false).cancel_futures(true));
+    assert!(queued.iter().all(Future::cancelled));
+    assert!(plain.cancelled());
+    drop(open);
+    // The same worker thread ran everything: none of it died.
+    assert_eq!(settle(&running[0]).unwrap(), &worker);
+    pool.shutdown();
+}

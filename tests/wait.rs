@@ -957,3 +957,21 @@ fn many_futures_set_up_and_complete_fine() {
     let r = wait(&fs, ALL_COMPLETED);
     assert_eq!(r.done.len(), n);
 }
+
+#[test]
+fn as_completed_timeout_lets_go_of_its_futures_once_it_timed_out() {
+    // SPEC W2: as CPython drops its futures when it raises TimeoutError, a
+    // value that arrives later is not kept alive by the ended iterator.
+    let value = Arc::new(());
+    let pending: Future<Arc<()>> = Future::new();
+    let mut it = as_completed_timeout([&pending], Duration::from_millis(10));
+    assert!(matches!(it.next(), Some(Err(Error::Timeout))));
+    pending.set_result(Arc::clone(&value)).unwrap();
+    drop(pending);
+    assert_eq!(
+        Arc::strong_count(&value),
+        1,
+        "the value lives on in an iterator that ended"
+    );
+    assert!(it.next().is_none());
+}

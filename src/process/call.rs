@@ -222,15 +222,18 @@ fn call_one<A: DeserializeOwned, R: Serialize>(
     let f = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(func) };
     let value = catching(|| f(arg)).map_err(|m| failure(FailureKind::Panic, m))?;
     let buffer = std::mem::take(out);
-    // The value is dropped inside, so a panicking `Drop` is caught too.
-    let encoded = catching(move || serde_messages::encode_into(&value, buffer));
+    let encoded = catching(|| serde_messages::encode_into(&value, buffer));
+    // The result has crossed once encoded; a `Drop` that panics now is
+    // the worker's business, as a panicking `Drop` of a value nobody
+    // holds is for the thread pool.
+    let _ = catching(move || drop(value));
     let reason = match encoded {
         Ok(Ok(bytes)) => {
             *out = bytes;
             return Ok(());
         }
         Ok(Err(message)) => message,
-        Err(panic) => format!("its Serialize or Drop impl panicked: {panic}"),
+        Err(panic) => format!("its Serialize impl panicked: {panic}"),
     };
     Err(failure(
         FailureKind::Serialize,

@@ -156,11 +156,16 @@ pub const SEGFAULT: u8 = b's';
 impl Gate {
     pub fn new() -> Gate {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
+        Gate::at(std::env::temp_dir().join(format!(
             "cf-process-test-{}-{}.sock",
             std::process::id(),
             NEXT.fetch_add(1, SeqCst)
-        ));
+        )))
+    }
+
+    /// A gate at `path`, for tasks that compute where to report.
+    pub fn at(path: impl Into<PathBuf>) -> Gate {
+        let path = path.into();
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).expect("bind the gate's socket");
         listener

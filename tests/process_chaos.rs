@@ -25,7 +25,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{
-    ALL_COMPLETED, BrokenKind, Error, ExitCause, Future, ProcessPoolExecutor, wait_timeout,
+    ALL_COMPLETED, BrokenKind, Error, ExitCause, Future, ProcessPoolExecutor, TaskErrorKind,
+    wait_timeout,
 };
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 use rand::rngs::StdRng;
@@ -465,5 +466,234 @@ fn healing_round(seed: u64, pad: &str) {
         .map(|r| r.expect("work after the chaos"))
         .collect();
     assert_eq!(after, (0..100).map(expected).collect::<Vec<_>>());
+    drop_and_check_no_worker_left(pool, &foreign);
+}
+
+// -------------------------------------------- user code that misbehaves ----
+
+/// What one chaos item does, chosen at random.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Kind {
+    Plain,
+    /// The task panics.
+    Panic,
+    /// Its argument's `Deserialize` panics in the worker.
+    ArgumentPanics,
+    /// Its result's `Serialize` panics in the worker.
+    ResultWontSerialize,
+    /// Its result's `Deserialize` panics back in this process.
+    ResultWontDeserialize,
+    /// Writes to a closed pipe (SIGPIPE must not kill the worker).
+    BrokenPipe,
+    /// Ignores SIGTERM, then works.
+    IgnoresSigterm,
+    /// Never returns: the time limit ends it.
+    Forever,
+}
+
+const KINDS: [Kind; 8] = [
+    Kind::Plain,
+    Kind::Panic,
+    Kind::ArgumentPanics,
+    Kind::ResultWontSerialize,
+    Kind::ResultWontDeserialize,
+    Kind::BrokenPipe,
+    Kind::IgnoresSigterm,
+    Kind::Forever,
+];
+
+/// An item's argument: its `Deserialize` (which runs only in a worker)
+/// panics for [`Kind::ArgumentPanics`].
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+struct Arg(u64, Kind);
+
+impl<'de> serde::Deserialize<'de> for Arg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (x, kind) = <(u64, Kind)>::deserialize(d)?;
+        if kind == Kind::ArgumentPanics {
+            panic!("chaos: argument {x} will not deserialize");
+        }
+        Ok(Arg(x, kind))
+    }
+}
+
+/// An item's answer: its `Serialize` runs only in a worker, its
+/// `Deserialize` only here, and each panics for its kind.
+#[derive(Clone, Copy, Debug)]
+struct Answer(u64, Kind);
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.1 == Kind::ResultWontSerialize {
+            panic!("chaos: result {} will not serialize", self.0);
+        }
+        (self.0, self.1).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Answer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (x, kind) = <(u64, Kind)>::deserialize(d)?;
+        if kind == Kind::ResultWontDeserialize {
+            panic!("chaos: result {x} will not deserialize");
+        }
+        Ok(Answer(x, kind))
+    }
+}
+
+fn misbehave(Arg(x, kind): Arg) -> Answer {
+    match kind {
+        Kind::Panic => panic!("chaos: item {x} panics"),
+        Kind::BrokenPipe => {
+            let (read_end, write_end) = rustix::pipe::pipe().unwrap();
+            drop(read_end);
+            let mut w = std::fs::File::from(write_end);
+            let e = w.write_all(b"x").unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+        }
+        Kind::IgnoresSigterm => {
+            // SAFETY: "ignore" installs no handler.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        }
+        Kind::Forever => loop {
+            thread::park();
+        },
+        _ => {}
+    }
+    Answer(x, kind)
+}
+
+/// Items per misbehaving round.
+const MISBEHAVING_ITEMS: u64 = 400;
+/// One item in this many never returns (each costs a worker the limit).
+const FOREVER_EVERY: u32 = 40;
+/// The per-task limit of the misbehaving rounds.
+const ITEM_LIMIT: Duration = Duration::from_millis(300);
+
+/// How a misbehaving round ends the pool from inside a done-callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Shutdown,
+    Terminate,
+}
+
+#[test]
+fn misbehaving_user_code_never_hangs_loses_or_doubles_an_outcome() {
+    // SPEC P2, P6, P9, P11, B1, B3, E3
+    let _turn = one_pool_at_a_time();
+    let seed = seed();
+    let _watchdog = Watchdog::start(format!("process chaos, misbehaving, CHAOS_SEED={seed}"));
+    for round in 0..ROUNDS {
+        let ending = if round % 2 == 0 {
+            Ending::Shutdown
+        } else {
+            Ending::Terminate
+        };
+        misbehaving_round(seed.wrapping_add(round), ending);
+    }
+}
+
+fn misbehaving_round(seed: u64, ending: Ending) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let foreign = children();
+    let pool = Arc::new(Pool(Some(
+        ProcessPoolExecutor::builder()
+            .max_workers(WORKERS)
+            .self_healing(true)
+            .task_timeout(ITEM_LIMIT)
+            .build()
+            .unwrap(),
+    )));
+    let ender = rng.random_range(MISBEHAVING_ITEMS / 4..MISBEHAVING_ITEMS);
+    let ended = Arc::new(AtomicUsize::new(0));
+    let callbacks: Arc<Vec<AtomicU8>> =
+        Arc::new((0..MISBEHAVING_ITEMS).map(|_| AtomicU8::new(0)).collect());
+    let mut futures = Vec::new();
+    let mut refused = 0;
+    for x in 0..MISBEHAVING_ITEMS {
+        let kind = match rng.random_range(0..FOREVER_EVERY) {
+            0 => Kind::Forever,
+            n => KINDS[n as usize % (KINDS.len() - 1)],
+        };
+        let f = match pool.submit(misbehave, Arg(x, kind)) {
+            Ok(f) => f,
+            Err(e) => {
+                assert!(matches!(e.reason(), Error::ShutDown), "{e:?}");
+                assert!(ended.load(SeqCst) > 0, "refused before the pool was ended");
+                refused += 1;
+                continue;
+            }
+        };
+        let calls = Arc::clone(&callbacks);
+        let (inside, ended) = (Arc::clone(&pool), Arc::clone(&ended));
+        f.add_done_callback(move |_| {
+            calls[x as usize].fetch_add(1, SeqCst);
+            if x == ender {
+                ended.fetch_add(1, SeqCst);
+                match ending {
+                    Ending::Shutdown => inside.shutdown(),
+                    Ending::Terminate => inside.terminate_workers(),
+                }
+            }
+        });
+        futures.push((x, kind, f));
+    }
+    let fs: Vec<&Future<Answer>> = futures.iter().map(|(_, _, f)| f).collect();
+    let waited = wait_timeout(fs, LIMIT, ALL_COMPLETED);
+    assert!(
+        waited.not_done.is_empty(),
+        "seed {seed}: {} futures hang",
+        waited.not_done.len()
+    );
+    let terminated = ending == Ending::Terminate && ended.load(SeqCst) > 0;
+    let mut stopped = 0;
+    for (x, kind, f) in &futures {
+        let outcome = f.result();
+        let as_expected = match (kind, outcome.clone()) {
+            (_, Err(Error::Broken(_) | Error::Cancelled)) if terminated => {
+                stopped += 1;
+                true
+            }
+            (Kind::Plain | Kind::BrokenPipe | Kind::IgnoresSigterm, Ok(Answer(y, _))) => y == x,
+            (Kind::Panic, Err(Error::Failed(e))) => e.kind() == TaskErrorKind::Panic,
+            (Kind::ArgumentPanics | Kind::ResultWontDeserialize, Err(Error::Failed(e))) => {
+                e.kind() == TaskErrorKind::Deserialize && e.to_string().contains("chaos")
+            }
+            (Kind::ResultWontSerialize, Err(Error::Failed(e))) => {
+                e.kind() == TaskErrorKind::Serialize && e.to_string().contains("chaos")
+            }
+            (Kind::Forever, Err(Error::TaskTimeout(_))) => true,
+            _ => false,
+        };
+        assert!(as_expected, "seed {seed}: item {x} ({kind:?}): {outcome:?}");
+        let deadline = Instant::now() + LIMIT;
+        while callbacks[*x as usize].load(SeqCst) == 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            callbacks[*x as usize].load(SeqCst),
+            1,
+            "callbacks of item {x}"
+        );
+    }
+    println!(
+        "seed {seed}: {ending:?} from a callback at item {ender}: {} accepted, \
+         {refused} refused, {stopped} stopped",
+        futures.len()
+    );
+    // Ended from inside: later work is refused.
+    assert!(
+        ended.load(SeqCst) > 0,
+        "seed {seed}: the ending callback ran"
+    );
+    assert!(matches!(
+        pool.submit(misbehave, Arg(0, Kind::Plain))
+            .unwrap_err()
+            .reason(),
+        Error::ShutDown
+    ));
+    let pool = Arc::try_unwrap(pool)
+        .ok()
+        .expect("the callbacks released their handles");
     drop_and_check_no_worker_left(pool, &foreign);
 }

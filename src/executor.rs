@@ -143,6 +143,16 @@ impl Shutdown {
 /// With a `NonZeroUsize` a zero cannot be written at all; a `usize` zero
 /// is refused when the map starts, as CPython 3.14 raises `ValueError`:
 /// the map then yields [`Error::InvalidArgument`] and nothing else.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::MapOptions;
+/// use std::num::NonZeroUsize;
+///
+/// let eight = NonZeroUsize::new(8).unwrap();
+/// assert_eq!(MapOptions::new().chunksize(8), MapOptions::new().chunksize(eight));
+/// ```
 pub trait ItemCount: sealed::Sealed {
     /// The count as a plain number (0 when it is the refused zero).
     fn count(self) -> usize;

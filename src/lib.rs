@@ -99,7 +99,10 @@
 //!   as with std's channels.
 //! * `wait` and `as_completed` see a cancellation at once, also one made by
 //!   `shutdown(cancel_futures)`; CPython's can hang on those.
-//! * Dropping a pool is `shutdown(wait = true)`, like leaving `with`.
+//! * Dropping a pool is `shutdown(wait = true)`, like leaving `with`; a
+//!   pool never dropped still finishes its work before the program exits.
+//! * A task killed by its time limit fails with `Error::TaskTimeout`, a
+//!   kind of its own; `Error::Timeout` is only ever a wait that gave up.
 //! * `map` takes one iterable; zip several into tuples.
 
 #![warn(missing_docs)]

@@ -43,7 +43,12 @@ type Initializer = Arc<dyn Fn() + Send + Sync>;
 /// `ThreadPoolExecutor`).
 ///
 /// Dropping the pool is `shutdown(wait = true)`: it waits for every
-/// submitted task, like leaving a Python `with` block (SPEC E4).
+/// submitted task, like leaving a Python `with` block (SPEC E4). A pool
+/// that is never dropped (in a `static`, say) still finishes its accepted
+/// work before the program exits (see [`ThreadPoolBuilder::join_at_exit`]).
+///
+/// A task's panic fails its future, not the worker; in a build with
+/// `panic = "abort"` it aborts the program, as any panic there does.
 ///
 /// # Examples
 ///

@@ -223,6 +223,17 @@ impl ProcessPoolBuilder {
 /// and `as_completed` mix both. Dropping the pool is `shutdown(wait =
 /// true)`.
 ///
+/// Whatever a task does fails only its own future, or breaks the pool
+/// cleanly as in Python: a panic (in the function or in a serde impl, on
+/// either side) fails its future with the message; a worker that dies
+/// breaks the pool, or with [`self_healing`](ProcessPoolBuilder::self_healing)
+/// fails only its task. In a build with `panic = "abort"` a panic aborts
+/// its worker, which counts as such a death.
+///
+/// Workers are this program started again with the same argv; they never
+/// run `main`, but the program's other constructors (code that runs before
+/// `main`) run in them too.
+///
 /// # Examples
 ///
 /// ```

@@ -12,13 +12,21 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rustix::process::Signal;
 
-use super::{ENGINE_THREAD, Engine, Request, STARTUP_TIMEOUT, Settle, Stop, Worker};
+use std::sync::atomic::Ordering::SeqCst;
+
+use super::{ENGINE_THREAD, Engine, ReaderBusy, Request, STARTUP_TIMEOUT, Settle, Stop, Worker};
 use crate::error::{Error, ExitCause, WorkerDeath};
-use crate::process::call::{self, Sink};
+use crate::process::call;
 use crate::process::transport::{self, Frame, Output, Spawned};
 use crate::process::wire::{
     FailureKind, FromWorker, RemoteFailure, ToWorker, encode_head, read_frame,
 };
+
+/// What an answered item's future gets.
+enum Delivery {
+    Answer(Result<Vec<u8>, RemoteFailure>),
+    Failure(Error),
+}
 
 impl Engine {
     fn on_handshake(&self, worker_id: u64, image_check: isize) {
@@ -93,8 +101,15 @@ impl Engine {
             if head.call_id != call_id || head.answered != position {
                 return;
             }
-            let delivery = (head.settled != Some(position))
-                .then(|| (Arc::clone(&head.sink), head.call.items[position].index));
+            let index = head.call.items[position].index;
+            let delivery = if head.settled == Some(position) {
+                // Judged timed out (or cancelled) before this answer was
+                // read: what it is owed, if not yet paid, instead.
+                head.owed.take().map(Delivery::Failure)
+            } else {
+                Some(Delivery::Answer(outcome))
+            }
+            .map(|d| (Arc::clone(&head.sink), index, d));
             head.answered += 1;
             if head.answered == head.call.items.len() {
                 worker.in_flight.pop_front();
@@ -125,11 +140,15 @@ impl Engine {
                     let _ = self.supervisor.send(Request::Wake);
                 }
             }
+            let busy = Arc::clone(&worker.reader);
             let settle = self.dispatch(&mut state);
+            busy.delivering.store(true, SeqCst);
             (delivery, settle)
         };
-        if let Some((sink, index)) = delivery {
-            sink.answer(index, pid, outcome);
+        match delivery {
+            Some((sink, index, Delivery::Answer(outcome))) => sink.answer(index, pid, outcome),
+            Some((sink, index, Delivery::Failure(error))) => sink.fail(index, error),
+            None => {}
         }
         settle.run();
     }
@@ -196,8 +215,10 @@ impl Engine {
                 );
             if pool_goes_on {
                 let mut again = VecDeque::new();
-                if let Some(head) = in_flight.pop_front() {
-                    let mut unanswered = head.unanswered().peekable();
+                if let Some(mut head) = in_flight.pop_front() {
+                    head.pay_owed(&mut settle);
+                    let positions: Vec<usize> = head.unanswered().collect();
+                    let mut unanswered = positions.into_iter();
                     match failure {
                         // Each answer was sent as it ended, so the first
                         // unanswered item was executing: it alone failed
@@ -210,7 +231,11 @@ impl Engine {
                         }
                         // Answers of a chunk go out together: any of the
                         // unanswered items may have run, so all fail.
-                        Some(error) => head.fail_into(&mut settle, &error),
+                        Some(error) => {
+                            for p in unanswered {
+                                settle.fail(&head.sink, head.call.items[p].index, error.clone());
+                            }
+                        }
                         // Killed by us for one item, already settled: the
                         // others are sent again.
                         None => again.extend(head.requeue(unanswered)),
@@ -231,7 +256,7 @@ impl Engine {
                         format!("the worker was stopped while running this task ({death})"),
                     )),
                 };
-                for running in &in_flight {
+                for running in &mut in_flight {
                     running.fail_into(&mut settle, &error);
                 }
             }
@@ -298,6 +323,7 @@ impl Engine {
         if let Some(frame) = self.init_frame() {
             input.send(frame);
         }
+        let reader_busy = Arc::new(ReaderBusy::default());
         let id = state.next_worker;
         state.next_worker += 1;
         state.workers.push(Worker {
@@ -312,6 +338,7 @@ impl Engine {
             tasks_done: 0,
             stop: None,
             kill_at: None,
+            reader: Arc::clone(&reader_busy),
         });
         if state.broken.is_some() {
             if let Some(w) = state.workers.last_mut() {
@@ -327,7 +354,7 @@ impl Engine {
             .name(format!("process-pool-reader-{pid}"))
             .spawn(move || {
                 ENGINE_THREAD.with(|e| e.set(engine_id));
-                engine.read_worker(id, pid, child, output);
+                engine.read_worker(id, pid, child, output, &reader_busy);
             });
         if let Err(e) = reader {
             // Without its reader the worker cannot be heard: end it.
@@ -341,7 +368,14 @@ impl Engine {
     }
 
     /// The reader thread of one worker: answers in, then the reaping.
-    fn read_worker(self: Arc<Self>, id: u64, pid: u32, mut child: Child, output: Output) {
+    fn read_worker(
+        self: Arc<Self>,
+        id: u64,
+        pid: u32,
+        mut child: Child,
+        output: Output,
+        busy: &ReaderBusy,
+    ) {
         let mut input = BufReader::new(output);
         loop {
             match read_frame::<FromWorker>(&mut input) {
@@ -368,6 +402,9 @@ impl Engine {
                         )),
                     };
                     self.on_item(id, pid, call_id, index as usize, outcome);
+                    if busy.done() {
+                        let _ = self.supervisor.send(Request::Wake);
+                    }
                 }
                 Ok(Some((FromWorker::InitFailed(failure), _))) => {
                     self.on_init_failed(failure.message);
@@ -382,25 +419,14 @@ impl Engine {
     }
 
     /// Kills workers whose item ran past its deadline, that never became
-    /// ready, or that outlived `SIGTERM`; returns the next deadline.
+    /// ready, or that outlived `SIGTERM`; returns the next deadline. Runs
+    /// on the supervisor, which runs no user code: a timed-out item's
+    /// failure is delivered by its worker's reader.
     fn expire(&self, now: Instant) -> Option<Instant> {
-        let mut timed_out = Vec::new();
-        let next = self.expire_locked(now, &mut timed_out);
-        let limit = self.config.task_timeout.unwrap_or_default();
-        for (sink, index) in timed_out {
-            sink.fail(index, Error::TaskTimeout(limit));
-        }
-        next
-    }
-
-    fn expire_locked(
-        &self,
-        now: Instant,
-        timed_out: &mut Vec<(Arc<dyn Sink>, usize)>,
-    ) -> Option<Instant> {
         let mut state = self.state.lock();
         let mut next: Option<Instant> = None;
         let mut wake_at = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
+        let limit = self.config.task_timeout.unwrap_or_default();
         for worker in &mut state.workers {
             if let Some(at) = worker.kill_at {
                 if at <= now {
@@ -431,12 +457,15 @@ impl Engine {
                 wake_at(deadline);
                 continue;
             }
+            if !worker.reader.may_judge() {
+                continue; // Its reader wakes us when it is back.
+            }
             // Settled now, like a cancel: if its answer is already in the
             // pipe, it is dropped, not delivered late.
             let position = head.answered;
             if position < head.call.items.len() && head.settled.is_none() {
                 head.settled = Some(position);
-                timed_out.push((Arc::clone(&head.sink), head.call.items[position].index));
+                head.owed = Some(Error::TaskTimeout(limit));
                 let call_id = head.call_id;
                 worker.kill(Stop::Timeout { call_id }, Signal::KILL);
             }

@@ -36,6 +36,8 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::SeqCst;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -192,6 +194,44 @@ struct Worker {
     stop: Option<Stop>,
     /// When a worker sent `SIGTERM` gets `SIGKILL` (see [`TERMINATE_GRACE`]).
     kill_at: Option<Instant>,
+    /// Shared with the worker's reader thread, see [`ReaderBusy`].
+    reader: Arc<ReaderBusy>,
+}
+
+/// Whether a worker's reader is delivering answers (running user code:
+/// `Deserialize`, callbacks). Meanwhile it reads nothing, so an item whose
+/// deadline passes may well have answered: its answer waits unread. The
+/// supervisor then leaves the deadline to be judged once the reader is
+/// back, rather than kill a worker whose task finished in time; a slow
+/// callback delays that worker's time limit by as much, never makes it
+/// wrong.
+#[derive(Default)]
+struct ReaderBusy {
+    delivering: AtomicBool,
+    /// The supervisor skipped a deadline while the reader delivered.
+    deferred: AtomicBool,
+}
+
+impl ReaderBusy {
+    /// The supervisor's side: true when the deadline may be judged now.
+    /// ORDERING: SeqCst on both sides (a Dekker pair with `done`): either
+    /// the supervisor sees the reader back, or the reader sees the
+    /// deferral and wakes the supervisor.
+    fn may_judge(&self) -> bool {
+        self.deferred.store(true, SeqCst);
+        if self.delivering.load(SeqCst) {
+            return false;
+        }
+        self.deferred.store(false, SeqCst);
+        true
+    }
+
+    /// The reader's side, after delivering: true when the supervisor must
+    /// look at this worker's deadline again.
+    fn done(&self) -> bool {
+        self.delivering.store(false, SeqCst);
+        self.deferred.swap(false, SeqCst)
+    }
 }
 
 /// A call sent to a worker.
@@ -206,6 +246,9 @@ struct Running {
     /// The item (by position in `call.items`) the engine settled itself,
     /// by a timeout or a cancel: its late answer, if any, is dropped.
     settled: Option<usize>,
+    /// What the settled item is still owed: the timeout's error, which
+    /// the worker's reader delivers (the supervisor runs no user code).
+    owed: Option<Error>,
     /// When the executing item must have answered.
     deadline: Option<Instant>,
 }
@@ -216,9 +259,17 @@ impl Running {
         (self.answered..self.call.items.len()).filter(move |&p| Some(p) != self.settled)
     }
 
-    fn fail_into(&self, settle: &mut Settle, error: &Error) {
+    fn fail_into(&mut self, settle: &mut Settle, error: &Error) {
+        self.pay_owed(settle);
         for position in self.unanswered() {
             settle.fail(&self.sink, self.call.items[position].index, error.clone());
+        }
+    }
+
+    /// Delivers what the settled item is owed, if anything.
+    fn pay_owed(&mut self, settle: &mut Settle) {
+        if let (Some(position), Some(error)) = (self.settled, self.owed.take()) {
+            settle.fail(&self.sink, self.call.items[position].index, error);
         }
     }
 
@@ -493,6 +544,7 @@ impl Engine {
                 sink: queued.sink,
                 answered: 0,
                 settled: None,
+                owed: None,
                 deadline,
             });
         }
@@ -543,7 +595,7 @@ impl Engine {
             queued.fail_into(settle, &error);
         }
         for worker in &mut state.workers {
-            for running in worker.in_flight.drain(..) {
+            for mut running in worker.in_flight.drain(..) {
                 running.fail_into(settle, &error);
             }
             worker.close_input();
@@ -642,7 +694,7 @@ impl Engine {
                 .then(|| Instant::now().checked_add(TERMINATE_GRACE))
                 .flatten();
             for worker in &mut state.workers {
-                for running in worker.in_flight.drain(..) {
+                for mut running in worker.in_flight.drain(..) {
                     running.fail_into(&mut settle, &error);
                 }
                 worker.close_input();

@@ -175,12 +175,19 @@ fn the_initializer_runs_once_per_worker_before_its_tasks() {
 fn a_panicking_initializer_breaks_the_pool() {
     // SPEC T3
     // CPython: pending futures and later submits raise BrokenThreadPool.
+    // The initializer fails only once all five are queued: before that,
+    // a submit would already be refused.
+    let (all_queued, queued) = gate();
     let pool = ThreadPoolExecutor::builder()
         .max_workers(1)
-        .initializer(|| panic!("no database"))
+        .initializer(move || {
+            let _ = queued.recv();
+            panic!("no database")
+        })
         .build()
         .unwrap();
     let pending: Vec<Future<u32>> = (0..5).map(|i| pool.submit(move || i).unwrap()).collect();
+    drop(all_queued);
     for f in &pending {
         match settle(f) {
             Err(Error::Broken(b)) => {

@@ -93,25 +93,81 @@ where
     }
 }
 
-/// One argument of a call, encoded, and which item of its futures it is.
-#[derive(Debug, Clone)]
+/// One argument of a call, encoded: which item of its futures it is, and
+/// where its bytes are in the call's buffer.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Item {
     /// The item's position among its call's futures (see [`Sink`]).
     pub(crate) index: usize,
-    pub(crate) bytes: Bytes,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
 }
 
-/// A call ready to send: which function, which encoded arguments.
+impl Item {
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// A call ready to send: which function, which encoded arguments. The
+/// arguments share one buffer, so a chunk is one allocation however many
+/// items it has, and sending it (again) copies nothing.
 #[derive(Debug, Clone)]
 pub(crate) struct EncodedCall {
     pub(crate) function: FnRef,
+    pub(crate) buffer: Bytes,
     pub(crate) items: Vec<Item>,
 }
 
 impl EncodedCall {
     pub(crate) fn payload_len(&self) -> usize {
-        self.items.iter().map(|i| i.bytes.len()).sum()
+        self.items.iter().map(Item::len).sum()
     }
+
+    /// The items' bytes, as few slices of the buffer as they allow.
+    pub(crate) fn parts(&self) -> Vec<Bytes> {
+        let mut parts: Vec<(usize, usize)> = Vec::with_capacity(1);
+        for item in &self.items {
+            match parts.last_mut() {
+                Some(last) if last.1 == item.start => last.1 = item.end,
+                _ => parts.push((item.start, item.end)),
+            }
+        }
+        parts
+            .into_iter()
+            .map(|(start, end)| self.buffer.slice(start..end))
+            .collect()
+    }
+
+    /// The same call with only `items`.
+    pub(crate) fn with_items(&self, items: Vec<Item>) -> EncodedCall {
+        EncodedCall {
+            function: self.function,
+            buffer: self.buffer.clone(),
+            items,
+        }
+    }
+}
+
+/// Encodes the arguments of one call into one buffer. An argument that
+/// cannot be encoded is left out and reported, with its index.
+pub(crate) fn encode_args<'a, A: Serialize + 'a>(
+    args: impl IntoIterator<Item = &'a A>,
+) -> (Bytes, Vec<Item>, Vec<(usize, String)>) {
+    let mut buffer = Vec::new();
+    let (mut items, mut refused) = (Vec::new(), Vec::new());
+    for (index, arg) in args.into_iter().enumerate() {
+        let start = buffer.len();
+        match encode_value_into(arg, &mut buffer) {
+            Ok(()) => items.push(Item {
+                index,
+                start,
+                end: buffer.len(),
+            }),
+            Err(reason) => refused.push((index, reason)),
+        }
+    }
+    (Bytes::from(buffer), items, refused)
 }
 
 /// Runs `f`, turning a panic into `Err` with its message. The value `f`
@@ -120,14 +176,24 @@ fn catching<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(payload.as_ref()))
 }
 
-/// Encodes one value, catching a panicking `Serialize` impl. The error
-/// is the reason, for a message that names the value.
-pub(crate) fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    match catching(|| serde_messages::encode_into(value, Vec::new())) {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(message)) => Err(message),
-        Err(panic) => Err(format!("its Serialize impl panicked: {panic}")),
+/// Appends one value's encoding to `out`, catching a panicking
+/// `Serialize` impl (`out` is then as it was). The error is the reason, for
+/// a message that names the value.
+fn encode_value_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    let start = out.len();
+    match catching(|| serde_messages::encode_into(value, out)) {
+        Ok(result) => result,
+        Err(panic) => {
+            out.truncate(start);
+            Err(format!("its Serialize impl panicked: {panic}"))
+        }
     }
+}
+
+/// Encodes one value, catching a panicking `Serialize` impl.
+pub(crate) fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    encode_value_into(value, &mut out).map(|()| out)
 }
 
 /// Decodes one value, catching a panicking `Deserialize` impl.
@@ -221,19 +287,13 @@ fn call_one<A: DeserializeOwned, R: Serialize>(
     // SAFETY: see above: `func` was encoded from an `fn(A) -> R`.
     let f = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(func) };
     let value = catching(|| f(arg)).map_err(|m| failure(FailureKind::Panic, m))?;
-    let buffer = std::mem::take(out);
-    let encoded = catching(|| serde_messages::encode_into(&value, buffer));
+    let encoded = encode_value_into(&value, out);
     // The result has crossed once encoded; a `Drop` that panics now is
     // the worker's business, as a panicking `Drop` of a value nobody
     // holds is for the thread pool.
     let _ = catching(move || drop(value));
-    let reason = match encoded {
-        Ok(Ok(bytes)) => {
-            *out = bytes;
-            return Ok(());
-        }
-        Ok(Err(message)) => message,
-        Err(panic) => format!("its Serialize impl panicked: {panic}"),
+    let Err(reason) = encoded else {
+        return Ok(());
     };
     Err(failure(
         FailureKind::Serialize,
@@ -251,7 +311,7 @@ pub(crate) trait Sink: Send + Sync {
     /// call need not run (SPEC F7).
     fn start(&self) -> bool;
     /// Decodes the worker's answer for item `index` into its future.
-    fn answer(&self, index: usize, pid: u32, outcome: Result<Vec<u8>, RemoteFailure>);
+    fn answer(&self, index: usize, pid: u32, outcome: Result<Bytes, RemoteFailure>);
     /// Fails item `index` with an executor's error.
     fn fail(&self, index: usize, error: Error);
     /// Cancels item `index` (shutdown with `cancel_futures`).
@@ -278,7 +338,7 @@ pub(crate) fn remote_error(pid: u32, failure: RemoteFailure) -> Error {
 fn settle<R: DeserializeOwned>(
     promise: &Promise<R>,
     pid: u32,
-    outcome: Result<Vec<u8>, RemoteFailure>,
+    outcome: Result<Bytes, RemoteFailure>,
 ) {
     let outcome = match outcome {
         Ok(bytes) => decode_value(&bytes).map_err(|reason| {
@@ -305,7 +365,7 @@ impl<R: DeserializeOwned + Send + Sync> Sink for OneSink<R> {
         self.promise.start()
     }
 
-    fn answer(&self, _: usize, pid: u32, outcome: Result<Vec<u8>, RemoteFailure>) {
+    fn answer(&self, _: usize, pid: u32, outcome: Result<Bytes, RemoteFailure>) {
         settle(&self.promise, pid, outcome);
     }
 
@@ -337,7 +397,7 @@ impl<R: DeserializeOwned + Send + Sync> Sink for ChunkSink<R> {
             .fold(false, |any, started| any | started)
     }
 
-    fn answer(&self, index: usize, pid: u32, outcome: Result<Vec<u8>, RemoteFailure>) {
+    fn answer(&self, index: usize, pid: u32, outcome: Result<Bytes, RemoteFailure>) {
         if let Some(promise) = self.promises.get(index) {
             settle(promise, pid, outcome);
         }

@@ -37,7 +37,7 @@ use rustix::process::Signal;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use self::call::{ChunkSink, EncodedCall, FnRef, Item, OneSink};
+use self::call::{ChunkSink, EncodedCall, FnRef, OneSink};
 use self::engine::{Engine, EngineConfig, Job};
 use crate::at_exit::{self, FinishAtExit};
 use crate::error::{BuildError, Error, SubmitError};
@@ -311,19 +311,15 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let future = Future::new();
-        let bytes = match call::encode_value(&arg) {
-            Ok(bytes) => bytes,
-            Err(reason) => {
-                let _ = future.complete_failed(call::argument_error::<A>(&reason));
-                return Ok(future);
-            }
-        };
+        let (buffer, items, refused) = call::encode_args([&arg]);
+        if let Some((_, reason)) = refused.first() {
+            let _ = future.complete_failed(call::argument_error::<A>(reason));
+            return Ok(future);
+        }
         let call = EncodedCall {
             function: call::fn_ref(f),
-            items: vec![Item {
-                index: 0,
-                bytes: Bytes::from(bytes),
-            }],
+            buffer,
+            items,
         };
         let sink = Arc::new(OneSink {
             promise: future.promise(),
@@ -342,21 +338,14 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let futures: Vec<Future<R>> = args.iter().map(|_| Future::new()).collect();
-        let mut items = Vec::with_capacity(args.len());
-        for (index, (arg, future)) in args.iter().zip(&futures).enumerate() {
-            match call::encode_value(arg) {
-                Ok(bytes) => items.push(Item {
-                    index,
-                    bytes: Bytes::from(bytes),
-                }),
-                Err(reason) => {
-                    let _ = future.complete_failed(call::argument_error::<A>(&reason));
-                }
-            }
+        let (buffer, items, refused) = call::encode_args(&args);
+        for (index, reason) in refused {
+            let _ = futures[index].complete_failed(call::argument_error::<A>(&reason));
         }
         if !items.is_empty() {
             let call = EncodedCall {
                 function: call::fn_ref(f),
+                buffer,
                 items,
             };
             let sink = Arc::new(ChunkSink {

@@ -104,7 +104,8 @@ impl<E: fmt::Debug + Display> de::Error for Failure<E> {
     }
 }
 
-/// Appends `value`'s postcard encoding to `out`.
+/// Appends `value`'s postcard encoding to `out`; on failure `out` is as
+/// it was.
 ///
 /// # Errors
 ///
@@ -112,14 +113,30 @@ impl<E: fmt::Debug + Display> de::Error for Failure<E> {
 /// impl made one, postcard's otherwise.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
-    out: Vec<u8>,
-) -> Result<Vec<u8>, String> {
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     let capture = Capture::default();
     let tracked = Tracked {
         value,
         capture: &capture,
     };
-    postcard::to_extend(&tracked, out).map_err(|e| capture.take().unwrap_or_else(|| e.to_string()))
+    let start = out.len();
+    match postcard::to_extend(&tracked, Append(out)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            out.truncate(start);
+            Err(capture.take().unwrap_or_else(|| e.to_string()))
+        }
+    }
+}
+
+/// A `Vec` that postcard extends in place.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
+    }
 }
 
 /// Decodes a `T` from postcard bytes.
@@ -760,7 +777,10 @@ mod tests {
     #[test]
     fn miri_the_bytes_are_exactly_postcards() {
         let value = sample();
-        let ours = encode_into(&value, Vec::new()).unwrap();
+        let mut ours = b"kept".to_vec();
+        encode_into(&value, &mut ours).unwrap();
+        assert_eq!(&ours[..4], b"kept");
+        let ours = ours.split_off(4);
         assert_eq!(ours, postcard::to_allocvec(&value).unwrap());
         assert_eq!(decode::<Everything>(&ours).unwrap(), value);
     }
@@ -792,10 +812,15 @@ mod tests {
     fn miri_a_custom_serialize_error_keeps_its_text_at_any_depth() {
         // SPEC F10
         let nested = (1u8, vec![Some(BTreeMap::from([("x", Refuses)]))]);
-        let e = encode_into(&nested, Vec::new()).unwrap_err();
+        let mut out = b"before".to_vec();
+        let e = encode_into(&nested, &mut out).unwrap_err();
         assert_eq!(e, "the socket cannot be sent");
         assert_eq!(
-            encode_into(&Refuses, Vec::new()).unwrap_err(),
+            out, b"before",
+            "a failed encoding leaves the buffer as it was"
+        );
+        assert_eq!(
+            encode_into(&Refuses, &mut Vec::new()).unwrap_err(),
             "the socket cannot be sent"
         );
     }

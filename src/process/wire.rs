@@ -7,10 +7,11 @@
 //! reserved fallibly, so an oversized or hostile frame is an error, never
 //! an abort.
 //!
-//! A call carries one or more items (one for `submit`, a chunk for `map`);
-//! the worker answers each item with its own frame, in order, so that the
-//! pool knows which item a worker is executing (per-item time limits,
-//! SPEC B1) and can send the items that never started to another worker.
+//! A call carries one or more items (one for `submit`, a chunk for `map`).
+//! The worker answers them in order, in one frame at the end of the call,
+//! or, when the pool times items (SPEC B1), in one frame per item as each
+//! ends, so that the pool knows which item is executing and can send the
+//! items that never started to another worker.
 
 use std::io::{self, Read, Write};
 
@@ -58,12 +59,14 @@ pub(crate) enum FromWorker {
     Initialized,
     /// The initializer failed; the worker exits next.
     InitFailed(RemoteFailure),
-    /// Item `index` of call `id` ended: the payload is the encoded result,
-    /// or there is this failure.
-    Item {
+    /// Items `first..first + failures.len()` of call `id` ended: for each,
+    /// its failure, or `None` and its encoded result in the payload, where
+    /// `lens` says how long each item's part is (0 for a failure).
+    Answers {
         id: u64,
-        index: u32,
-        failure: Option<RemoteFailure>,
+        first: u32,
+        failures: Vec<Option<RemoteFailure>>,
+        lens: Vec<u64>,
     },
 }
 

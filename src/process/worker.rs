@@ -251,11 +251,13 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// Runs each item and answers it, in order.
+    /// Runs each item and answers it, in order: item by item with
+    /// `report_each`, else all at once when the call ends.
     fn run(&self, payload: &[u8], result: &mut Vec<u8>, output: &mut BufWriter<File>) -> Served {
         if self.lens.iter().sum::<u64>() != payload.len() as u64 {
             return Served::ProtocolError;
         }
+        let mut answers = Answers::default();
         let mut at = 0;
         for (index, &len) in self.lens.iter().enumerate() {
             let arg = &payload[at..at + len as usize];
@@ -273,17 +275,18 @@ impl Call<'_> {
                     ),
                 ));
             }
-            let body = if failure.is_none() {
-                &result[..]
+            let sent = if self.report_each || self.lens.len() == 1 {
+                // Alone in its frame: the result goes out as it is.
+                send_one(self.id, index as u32, failure, result, output)
             } else {
-                &[][..]
+                answers.add(failure, result);
+                if index + 1 == self.lens.len() {
+                    answers.send(self.id, 0, output)
+                } else {
+                    Ok(())
+                }
             };
-            let answer = FromWorker::Item {
-                id: self.id,
-                index: index as u32,
-                failure,
-            };
-            if write_frame(output, &answer, body).is_err() {
+            if sent.is_err() {
                 return Served::OutputGone;
             }
             if self.report_each && output.flush().is_err() {
@@ -298,23 +301,68 @@ impl Call<'_> {
 
     /// The call's bytes did not fit in memory: every item fails.
     fn refuse_too_large(&self, len: u64, output: &mut BufWriter<File>) -> Served {
-        for index in 0..self.lens.len() {
+        let mut answers = Answers::default();
+        for _ in self.lens {
             let failure = RemoteFailure::new(
                 FailureKind::Deserialize,
                 format!("the argument ({len} bytes) does not fit in the worker's memory"),
             );
-            let answer = FromWorker::Item {
-                id: self.id,
-                index: index as u32,
-                failure: Some(failure),
-            };
-            if write_frame(output, &answer, &[]).is_err() {
-                return Served::OutputGone;
-            }
+            answers.add(Some(failure), &[]);
         }
-        match output.flush() {
+        match answers
+            .send(self.id, 0, output)
+            .and_then(|()| output.flush())
+        {
             Ok(()) => Served::Ok,
             Err(_) => Served::OutputGone,
         }
+    }
+}
+
+/// Answers item `index` in a frame of its own.
+fn send_one(
+    id: u64,
+    index: u32,
+    failure: Option<RemoteFailure>,
+    result: &[u8],
+    output: &mut BufWriter<File>,
+) -> std::io::Result<()> {
+    let body = if failure.is_none() { result } else { &[][..] };
+    let message = FromWorker::Answers {
+        id,
+        first: index,
+        lens: vec![body.len() as u64],
+        failures: vec![failure],
+    };
+    write_frame(output, &message, body)
+}
+
+/// Answers collected for one frame.
+#[derive(Default)]
+struct Answers {
+    failures: Vec<Option<RemoteFailure>>,
+    lens: Vec<u64>,
+    results: Vec<u8>,
+}
+
+impl Answers {
+    fn add(&mut self, failure: Option<RemoteFailure>, result: &[u8]) {
+        let len = if failure.is_none() { result.len() } else { 0 };
+        self.results.extend_from_slice(&result[..len]);
+        self.failures.push(failure);
+        self.lens.push(len as u64);
+    }
+
+    /// Writes the collected answers as one frame and starts afresh.
+    fn send(&mut self, id: u64, first: u32, output: &mut BufWriter<File>) -> std::io::Result<()> {
+        let message = FromWorker::Answers {
+            id,
+            first,
+            failures: std::mem::take(&mut self.failures),
+            lens: std::mem::take(&mut self.lens),
+        };
+        let written = write_frame(output, &message, &self.results);
+        self.results.clear();
+        written
     }
 }

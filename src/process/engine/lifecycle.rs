@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Instant;
 
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rustix::process::Signal;
 
@@ -19,12 +20,12 @@ use crate::error::{Error, ExitCause, WorkerDeath};
 use crate::process::call;
 use crate::process::transport::{self, Frame, Output, Spawned};
 use crate::process::wire::{
-    FailureKind, FromWorker, RemoteFailure, ToWorker, encode_head, read_frame,
+    FailureKind, FromWorker, Payload, RemoteFailure, ToWorker, encode_head, read_frame,
 };
 
 /// What an answered item's future gets.
 enum Delivery {
-    Answer(Result<Vec<u8>, RemoteFailure>),
+    Answer(Result<Bytes, RemoteFailure>),
     Failure(Error),
 }
 
@@ -79,16 +80,16 @@ impl Engine {
         settle.run();
     }
 
-    /// Item `position` of call `call_id` answered.
-    fn on_item(
+    /// Items `first..` of call `call_id` answered, in order.
+    fn on_answers(
         &self,
         worker_id: u64,
         pid: u32,
         call_id: u64,
-        position: usize,
-        outcome: Result<Vec<u8>, RemoteFailure>,
+        first: usize,
+        outcomes: Vec<Result<Bytes, RemoteFailure>>,
     ) {
-        let (delivery, settle) = {
+        let (deliveries, mut settle) = {
             let mut state = self.state.lock();
             let Some(worker) = state.workers.iter_mut().find(|w| w.id == worker_id) else {
                 return;
@@ -98,19 +99,25 @@ impl Engine {
             };
             // Answers come in order; anything else is an answer to a call
             // the engine already settled (a terminate, a broken pool).
-            if head.call_id != call_id || head.answered != position {
+            if head.call_id != call_id || head.answered != first {
                 return;
             }
-            let index = head.call.items[position].index;
-            let delivery = if head.settled == Some(position) {
-                // Judged timed out (or cancelled) before this answer was
-                // read: what it is owed, if not yet paid, instead.
-                head.owed.take().map(Delivery::Failure)
-            } else {
-                Some(Delivery::Answer(outcome))
+            let mut deliveries = Vec::with_capacity(outcomes.len());
+            for outcome in outcomes {
+                let position = head.answered;
+                let Some(item) = head.call.items.get(position) else {
+                    break;
+                };
+                let delivery = if head.settled == Some(position) {
+                    // Judged timed out (or cancelled) before this answer
+                    // was read: what it is owed, if not yet paid, instead.
+                    head.owed.take().map(Delivery::Failure)
+                } else {
+                    Some(Delivery::Answer(outcome))
+                };
+                deliveries.extend(delivery.map(|d| (Arc::clone(&head.sink), item.index, d)));
+                head.answered += 1;
             }
-            .map(|d| (Arc::clone(&head.sink), index, d));
-            head.answered += 1;
             if head.answered == head.call.items.len() {
                 worker.in_flight.pop_front();
                 worker.tasks_done += 1;
@@ -143,12 +150,15 @@ impl Engine {
             let busy = Arc::clone(&worker.reader);
             let settle = self.dispatch(&mut state);
             busy.delivering.store(true, SeqCst);
-            (delivery, settle)
+            (deliveries, settle)
         };
-        match delivery {
-            Some((sink, index, Delivery::Answer(outcome))) => sink.answer(index, pid, outcome),
-            Some((sink, index, Delivery::Failure(error))) => sink.fail(index, error),
-            None => {}
+        // Frames first: the worker gets its next call before user code runs.
+        settle.run_sends();
+        for (sink, index, delivery) in deliveries {
+            match delivery {
+                Delivery::Answer(outcome) => sink.answer(index, pid, outcome),
+                Delivery::Failure(error) => sink.fail(index, error),
+            }
         }
         settle.run();
     }
@@ -321,8 +331,9 @@ impl Engine {
             }
         };
         if let Some(frame) = self.init_frame() {
-            input.send(frame);
+            input.push(frame);
         }
+        let first_frames = Arc::clone(&input);
         let reader_busy = Arc::new(ReaderBusy::default());
         let id = state.next_worker;
         state.next_worker += 1;
@@ -346,15 +357,17 @@ impl Engine {
                 w.kill(Stop::Terminated, Signal::KILL);
             }
         }
-        let settle = self.dispatch(&mut state);
+        let mut settle = self.dispatch(&mut state);
         drop(state);
+        // The initializer's frame, queued before any call.
+        settle.sends.push(first_frames);
         let engine = Arc::clone(self);
         let engine_id = self.id();
         let reader = thread::Builder::new()
             .name(format!("process-pool-reader-{pid}"))
             .spawn(move || {
                 ENGINE_THREAD.with(|e| e.set(engine_id));
-                engine.read_worker(id, pid, child, output, &reader_busy);
+                engine.read_worker(id, pid, child, output, reader_busy);
             });
         if let Err(e) = reader {
             // Without its reader the worker cannot be heard: end it.
@@ -373,9 +386,17 @@ impl Engine {
         id: u64,
         pid: u32,
         mut child: Child,
-        output: Output,
-        busy: &ReaderBusy,
+        mut output: Output,
+        busy: Arc<ReaderBusy>,
     ) {
+        // Caught up with the worker: every answer it sent is delivered, so
+        // its deadlines may be judged again.
+        let supervisor = self.supervisor.clone();
+        output.on_wait(move || {
+            if busy.done() {
+                let _ = supervisor.send(Request::Wake);
+            }
+        });
         let mut input = BufReader::new(output);
         loop {
             match read_frame::<FromWorker>(&mut input) {
@@ -384,27 +405,18 @@ impl Engine {
                 }
                 Ok(Some((FromWorker::Initialized, _))) => self.on_initialized(id),
                 Ok(Some((
-                    FromWorker::Item {
+                    FromWorker::Answers {
                         id: call_id,
-                        index,
-                        failure,
+                        first,
+                        failures,
+                        lens,
                     },
                     payload,
                 ))) => {
-                    let outcome = match (failure, payload) {
-                        (Some(f), _) => Err(f),
-                        (None, Ok(bytes)) => Ok(bytes),
-                        (None, Err(len)) => Err(RemoteFailure::new(
-                            FailureKind::Serialize,
-                            format!(
-                                "the result ({len} bytes) does not fit in this process's memory"
-                            ),
-                        )),
+                    let Some(outcomes) = split_answers(failures, &lens, payload) else {
+                        break; // A frame that contradicts itself: treat as an end.
                     };
-                    self.on_item(id, pid, call_id, index as usize, outcome);
-                    if busy.done() {
-                        let _ = self.supervisor.send(Request::Wake);
-                    }
+                    self.on_answers(id, pid, call_id, first as usize, outcomes);
                 }
                 Ok(Some((FromWorker::InitFailed(failure), _))) => {
                     self.on_init_failed(failure.message);
@@ -472,6 +484,48 @@ impl Engine {
         }
         next
     }
+}
+
+/// Each answered item's outcome, from one `Answers` frame.
+fn split_answers(
+    failures: Vec<Option<RemoteFailure>>,
+    lens: &[u64],
+    payload: Payload,
+) -> Option<Vec<Result<Bytes, RemoteFailure>>> {
+    if failures.len() != lens.len() {
+        return None;
+    }
+    let mut payload = match payload {
+        Ok(bytes) if lens.iter().sum::<u64>() == bytes.len() as u64 => Bytes::from(bytes),
+        Ok(_) => return None,
+        Err(total) => {
+            // Too large to hold: every result in it is lost.
+            let lost = || {
+                RemoteFailure::new(
+                    FailureKind::Serialize,
+                    format!("the result ({total} bytes) does not fit in this process's memory"),
+                )
+            };
+            return Some(
+                failures
+                    .into_iter()
+                    .map(|f| Err(f.unwrap_or_else(lost)))
+                    .collect(),
+            );
+        }
+    };
+    let outcomes = failures
+        .into_iter()
+        .zip(lens)
+        .map(|(failure, &len)| {
+            let part = payload.split_to(len as usize);
+            match failure {
+                Some(f) => Err(f),
+                None => Ok(part),
+            }
+        })
+        .collect();
+    Some(outcomes)
 }
 
 /// The supervisor: starts workers and enforces deadlines, until the pool

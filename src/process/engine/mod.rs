@@ -201,10 +201,10 @@ struct Worker {
 /// Whether a worker's reader is delivering answers (running user code:
 /// `Deserialize`, callbacks). Meanwhile it reads nothing, so an item whose
 /// deadline passes may well have answered: its answer waits unread. The
-/// supervisor then leaves the deadline to be judged once the reader is
-/// back, rather than kill a worker whose task finished in time; a slow
-/// callback delays that worker's time limit by as much, never makes it
-/// wrong.
+/// supervisor then leaves the deadline to be judged once the reader has
+/// caught up with everything the worker sent, rather than kill a worker
+/// whose task finished in time; a slow callback delays that worker's time
+/// limit by as much, never makes it wrong.
 #[derive(Default)]
 struct ReaderBusy {
     delivering: AtomicBool,
@@ -275,12 +275,9 @@ impl Running {
 
     /// The items at `positions`, as a call to queue again.
     fn requeue(&self, positions: impl Iterator<Item = usize>) -> Option<Queued> {
-        let items: Vec<Item> = positions.map(|p| self.call.items[p].clone()).collect();
+        let items: Vec<Item> = positions.map(|p| self.call.items[p]).collect();
         (!items.is_empty()).then(|| Queued {
-            call: EncodedCall {
-                function: self.call.function,
-                items,
-            },
+            call: self.call.with_items(items),
             sink: Arc::clone(&self.sink),
             started: true,
         })
@@ -307,6 +304,8 @@ enum Stop {
 /// callbacks, which are user code.
 #[derive(Default)]
 struct Settle {
+    /// Inputs with frames queued under the lock, to write after it.
+    sends: Vec<Arc<Input>>,
     failed: Vec<(Arc<dyn Sink>, usize, Error)>,
     cancelled: Vec<(Arc<dyn Sink>, usize)>,
 }
@@ -317,11 +316,20 @@ impl Settle {
     }
 
     fn extend(&mut self, other: Settle) {
+        self.sends.extend(other.sends);
         self.failed.extend(other.failed);
         self.cancelled.extend(other.cancelled);
     }
 
-    fn run(self) {
+    /// Writes the queued frames, before anything else runs.
+    fn run_sends(&mut self) {
+        for input in self.sends.drain(..) {
+            input.flush();
+        }
+    }
+
+    fn run(mut self) {
+        self.run_sends();
         for (sink, index, error) in self.failed {
             sink.fail(index, error);
         }
@@ -473,22 +481,22 @@ impl Engine {
             id: call_id,
             trampoline: call.function.trampoline,
             func: call.function.func,
-            lens: call.items.iter().map(|i| i.bytes.len() as u64).collect(),
+            lens: call.items.iter().map(|i| i.len() as u64).collect(),
             report_each: self.precise(),
         };
         Ok(Frame {
             head: encode_head(&message, call.payload_len())?,
-            body: call.items.iter().map(|i| i.bytes.clone()).collect(),
+            body: call.parts(),
         })
     }
 
     /// Pairs idle workers with queued calls, tells idle workers to exit once
     /// shut down with nothing left, and asks for workers that are missing.
     ///
-    /// Frames are handed to the workers' inputs here, under the lock, so
+    /// Frames are queued on the workers' inputs here, under the lock, so
     /// that two threads dispatching to one worker cannot reorder its calls
-    /// (a worker answers in the order it reads); handing one over never
-    /// blocks.
+    /// (a worker answers in the order it reads); they are written once the
+    /// lock is released ([`Settle::run`]), which never blocks.
     fn dispatch(&self, state: &mut State) -> Settle {
         let mut settle = Settle::default();
         // Send ahead only once every worker runs: a worker still starting
@@ -536,7 +544,8 @@ impl Engine {
                 None
             };
             if let Some(input) = &worker.input {
-                input.send(frame);
+                input.push(frame);
+                settle.sends.push(Arc::clone(input));
             }
             worker.in_flight.push_back(Running {
                 call_id,

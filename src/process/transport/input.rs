@@ -98,14 +98,23 @@ struct State {
     /// `None` once closed: nothing more is written, and the pipe closes as
     /// soon as no write is under way, which ends the worker's loop.
     fd: Option<Arc<OwnedFd>>,
-    /// Frames waiting for the writer thread, in order.
+    /// Frames not yet (fully) written, in order.
     queue: VecDeque<Pending>,
-    /// The writer thread holds a frame taken from the queue.
+    /// Somebody is writing the queue: a flushing sender, or the writer
+    /// thread once the pipe was full. Nobody else writes meanwhile, so
+    /// frames go out whole and in order.
     writing: bool,
+    /// The writer thread is asked to take over (the pipe was full).
+    hand_over: bool,
     writer_started: bool,
 }
 
 /// The pool's end of a worker's input.
+///
+/// Sending is two steps, so that callers can fix the order of frames under
+/// a lock of their own and write after releasing it: [`push`](Self::push)
+/// queues a frame (cheap, in the caller's order), [`flush`](Self::flush)
+/// writes what is queued without ever blocking.
 pub(crate) struct Input {
     state: Mutex<State>,
     work: Condvar,
@@ -120,6 +129,7 @@ impl Input {
                 fd: Some(Arc::new(fd)),
                 queue: VecDeque::new(),
                 writing: false,
+                hand_over: false,
                 writer_started: false,
             }),
             work: Condvar::new(),
@@ -127,26 +137,58 @@ impl Input {
         })
     }
 
-    /// Sends `frame` after every frame sent before it. Never blocks on the
-    /// worker. A frame for a worker that has died or was closed is
-    /// dropped: the worker's end is reported by its reader.
-    pub(crate) fn send(self: &Arc<Self>, frame: Frame) {
+    /// Queues `frame` after every frame queued before it. A frame for a
+    /// worker that has died or was closed is dropped: the worker's end is
+    /// reported by its reader.
+    pub(crate) fn push(&self, frame: Frame) {
         let mut state = self.state.lock();
-        let Some(fd) = state.fd.clone() else {
+        if state.fd.is_some() {
+            state.queue.push_back(Pending { frame, written: 0 });
+        }
+    }
+
+    /// Writes the queued frames as far as the pipe takes them now; the
+    /// writer thread writes the rest. Never blocks on the worker. If
+    /// another thread is writing, it writes these too.
+    pub(crate) fn flush(self: &Arc<Self>) {
+        let mut state = self.state.lock();
+        if state.writing {
             return;
-        };
-        let mut pending = Pending { frame, written: 0 };
-        if state.queue.is_empty() && !state.writing {
-            match pending.write_some(&fd) {
-                Ok(Progress::Done) => return,
-                Ok(Progress::WouldBlock) => {}
+        }
+        state.writing = true;
+        loop {
+            let (Some(fd), Some(mut pending)) = (state.fd.clone(), state.queue.pop_front()) else {
+                state.writing = false;
+                return;
+            };
+            drop(state);
+            let progress = pending.write_some(&fd);
+            state = self.state.lock();
+            match progress {
+                Ok(Progress::Done) => {}
+                Ok(Progress::WouldBlock) => {
+                    state.queue.push_front(pending);
+                    // `writing` stays set: it is the writer thread's now.
+                    self.hand_over(state, &fd);
+                    return;
+                }
                 Err(_) => {
                     state.fd = None;
+                    state.queue.clear();
+                    state.writing = false;
                     return;
                 }
             }
         }
-        state.queue.push_back(pending);
+    }
+
+    /// Passes the queue to the writer thread, starting it the first time.
+    fn hand_over<'a>(
+        self: &'a Arc<Self>,
+        mut state: parking_lot::MutexGuard<'a, State>,
+        fd: &Arc<OwnedFd>,
+    ) {
+        state.hand_over = true;
         if state.writer_started {
             self.work.notify_one();
             return;
@@ -161,18 +203,17 @@ impl Input {
                 // No thread to hand the rest to: write it here, late
                 // rather than never.
                 tracing::warn!(%e, "could not start a writer thread; writing in the caller");
-                let queued: Vec<Pending> = state.queue.drain(..).collect();
-                state.writing = true;
-                drop(state);
-                let mut failed = false;
-                for mut p in queued {
-                    failed = failed || p.write_all(&fd).is_err();
+                state.hand_over = false;
+                while let Some(mut p) = state.queue.pop_front() {
+                    drop(state);
+                    let written = p.write_all(fd);
+                    state = self.state.lock();
+                    if written.is_err() {
+                        state.fd = None;
+                        state.queue.clear();
+                    }
                 }
-                let mut state = self.state.lock();
                 state.writing = false;
-                if failed {
-                    state.fd = None;
-                }
             }
         }
     }
@@ -186,22 +227,27 @@ impl Input {
         self.work.notify_one();
     }
 
+    /// The writer thread: whenever handed the queue, writes all of it,
+    /// waiting for the pipe as needed, then gives writing back.
     fn write_queued(self: Arc<Self>) {
         let mut state = self.state.lock();
         loop {
-            let Some(fd) = state.fd.clone() else {
+            if state.fd.is_none() {
                 return;
-            };
-            let Some(mut pending) = state.queue.pop_front() else {
+            }
+            if !state.hand_over {
                 self.work.wait(&mut state);
                 continue;
+            }
+            let (Some(fd), Some(mut pending)) = (state.fd.clone(), state.queue.pop_front()) else {
+                state.hand_over = false;
+                state.writing = false;
+                continue;
             };
-            state.writing = true;
             drop(state);
             let written = pending.write_all(&fd);
             drop(fd);
             state = self.state.lock();
-            state.writing = false;
             if written.is_err() {
                 // The worker is gone; its reader reports how it ended.
                 state.fd = None;
@@ -224,14 +270,16 @@ mod tests {
         let input = Input::new(write_end, "test".into());
         let big = Bytes::from(vec![7u8; 1 << 20]);
         // Nobody reads yet: both sends must return at once.
-        input.send(Frame {
+        input.push(Frame {
             head: b"one:".to_vec(),
             body: vec![big.clone()],
         });
-        input.send(Frame {
+        input.flush();
+        input.push(Frame {
             head: b"two:".to_vec(),
             body: vec![Bytes::from_static(b"end")],
         });
+        input.flush();
         let mut got = vec![0u8; 4 + (1 << 20) + 7];
         let mut file = std::fs::File::from(read_end);
         file.read_exact(&mut got).unwrap();

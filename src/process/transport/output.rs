@@ -18,6 +18,9 @@ pub(crate) struct Output {
     fd: OwnedFd,
     pidfd: Arc<OwnedFd>,
     exited: bool,
+    /// Called whenever everything the worker wrote so far has been read
+    /// and the reader is about to wait for more.
+    on_wait: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl Output {
@@ -27,7 +30,13 @@ impl Output {
             fd,
             pidfd,
             exited: false,
+            on_wait: None,
         }
+    }
+
+    /// Has `f` called each time the reader has caught up with the worker.
+    pub(crate) fn on_wait(&mut self, f: impl FnMut() + Send + 'static) {
+        self.on_wait = Some(Box::new(f));
     }
 }
 
@@ -40,6 +49,9 @@ impl Read for Output {
                 Err(rustix::io::Errno::AGAIN) if self.exited => return Ok(0),
                 Err(rustix::io::Errno::AGAIN) => {}
                 Err(e) => return Err(e.into()),
+            }
+            if let Some(f) = &mut self.on_wait {
+                f();
             }
             let mut fds = [
                 PollFd::new(&self.fd, PollFlags::IN),

@@ -183,7 +183,7 @@ enum Repr {
         kind: TaskErrorKind,
         message: String,
         backtrace: Option<String>,
-        pid: u32,
+        worker: WorkerId,
     },
 }
 
@@ -212,19 +212,19 @@ impl TaskError {
         }
     }
 
-    /// A failure that happened in worker process `pid` (SPEC F10).
+    /// A failure that happened in `worker` (SPEC F10).
     pub(crate) fn remote(
         kind: TaskErrorKind,
         message: String,
         backtrace: Option<String>,
-        pid: u32,
+        worker: WorkerId,
     ) -> Self {
         TaskError {
             repr: Arc::new(Repr::Remote {
                 kind,
                 message,
                 backtrace,
-                pid,
+                worker,
             }),
         }
     }
@@ -276,8 +276,13 @@ impl TaskError {
 
     /// The worker process the failure happened in, if it was remote.
     pub fn remote_pid(&self) -> Option<u32> {
+        self.remote_worker().and_then(WorkerId::pid)
+    }
+
+    /// The worker the failure happened in, if it was remote.
+    pub fn remote_worker(&self) -> Option<&WorkerId> {
         match &*self.repr {
-            Repr::Remote { pid, .. } => Some(*pid),
+            Repr::Remote { worker, .. } => Some(worker),
             _ => None,
         }
     }
@@ -305,12 +310,15 @@ impl fmt::Debug for TaskError {
                 .field("message", message)
                 .finish(),
             Repr::Remote {
-                kind, message, pid, ..
+                kind,
+                message,
+                worker,
+                ..
             } => f
                 .debug_struct("Remote")
                 .field("kind", kind)
                 .field("message", message)
-                .field("pid", pid)
+                .field("worker", worker)
                 .finish_non_exhaustive(),
         }
     }
@@ -325,10 +333,12 @@ impl fmt::Display for TaskError {
             Repr::Remote {
                 kind: TaskErrorKind::Panic,
                 message,
-                pid,
+                worker,
                 ..
-            } => write!(f, "panicked in worker process {pid}: {message}"),
-            Repr::Remote { message, pid, .. } => write!(f, "in worker process {pid}: {message}"),
+            } => write!(f, "panicked in worker ({worker}): {message}"),
+            Repr::Remote {
+                message, worker, ..
+            } => write!(f, "in worker ({worker}): {message}"),
         }
     }
 }
@@ -342,7 +352,7 @@ impl std::error::Error for TaskError {
     }
 }
 
-/// How a worker process ended.
+/// How a worker ended, in terms every transport can report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ExitCause {
@@ -350,33 +360,98 @@ pub enum ExitCause {
     Signal(i32),
     /// Exited with this status code.
     Code(i32),
+    /// Nothing more was heard from it and nothing says how it ended: its
+    /// link was lost (a cluster agent or host that went away).
+    Lost,
 }
 
-/// A worker process died while it ran a task (SPEC B3, P6).
+/// Which worker: a name for errors and logs, and its process id when it
+/// is a process this machine can see.
 ///
 /// # Examples
 ///
 /// ```
-/// use concurrent_futures::{ExitCause, WorkerDeath};
+/// use concurrent_futures::WorkerId;
+///
+/// let local = WorkerId::process(42);
+/// assert_eq!(local.to_string(), "pid 42");
+/// assert_eq!(local.pid(), Some(42));
+/// let remote = WorkerId::named("agent a1, worker 3");
+/// assert_eq!(remote.pid(), None);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WorkerId {
+    name: Arc<str>,
+    pid: Option<u32>,
+}
+
+impl WorkerId {
+    /// A worker process of this machine.
+    pub fn process(pid: u32) -> Self {
+        WorkerId {
+            name: format!("pid {pid}").into(),
+            pid: Some(pid),
+        }
+    }
+
+    /// A worker known by name only (on another machine, say).
+    pub fn named(name: impl Into<Arc<str>>) -> Self {
+        WorkerId {
+            name: name.into(),
+            pid: None,
+        }
+    }
+
+    /// Its process id, for a local worker process.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A worker died while it ran a task (SPEC B3, P6).
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{ExitCause, WorkerDeath, WorkerId};
 ///
 /// let death = WorkerDeath::new(42, ExitCause::Signal(9));
 /// assert_eq!(death.to_string(), "worker died: killed by signal 9 (SIGKILL), pid 42");
+/// assert_eq!(death.pid(), Some(42));
+/// let lost = WorkerDeath::of(WorkerId::named("agent a1"), ExitCause::Lost);
+/// assert_eq!(lost.to_string(), "worker died: lost (nothing more was heard from it), agent a1");
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct WorkerDeath {
-    pid: u32,
+    worker: WorkerId,
     cause: ExitCause,
 }
 
 impl WorkerDeath {
-    /// Worker `pid` ended with `cause`.
+    /// Worker process `pid` ended with `cause`.
     pub fn new(pid: u32, cause: ExitCause) -> Self {
-        WorkerDeath { pid, cause }
+        WorkerDeath::of(WorkerId::process(pid), cause)
     }
 
-    /// The worker's process id.
-    pub fn pid(&self) -> u32 {
-        self.pid
+    /// `worker` ended with `cause`.
+    pub fn of(worker: WorkerId, cause: ExitCause) -> Self {
+        WorkerDeath { worker, cause }
+    }
+
+    /// The worker's process id, when it was a local process.
+    pub fn pid(&self) -> Option<u32> {
+        self.worker.pid()
+    }
+
+    /// Which worker.
+    pub fn worker(&self) -> &WorkerId {
+        &self.worker
     }
 
     /// How it ended.
@@ -433,7 +508,7 @@ pub(crate) fn signal_name(_signal: i32) -> Option<&'static str> {
 
 impl fmt::Display for ExitCause {
     /// `killed by signal 9 (SIGKILL)`, `killed by signal 34` for a signal
-    /// without a conventional name, or `exited with code 3`.
+    /// without a conventional name, `exited with code 3`, or `lost`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ExitCause::Signal(s) => match signal_name(s) {
@@ -441,13 +516,14 @@ impl fmt::Display for ExitCause {
                 None => write!(f, "killed by signal {s}"),
             },
             ExitCause::Code(c) => write!(f, "exited with code {c}"),
+            ExitCause::Lost => f.write_str("lost (nothing more was heard from it)"),
         }
     }
 }
 
 impl fmt::Display for WorkerDeath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "worker died: {}, pid {}", self.cause, self.pid)
+        write!(f, "worker died: {}, {}", self.cause, self.worker)
     }
 }
 

@@ -110,6 +110,7 @@
 mod at_exit;
 mod error;
 mod future;
+mod lifecycle;
 mod sync;
 mod task_context;
 mod wait;
@@ -126,7 +127,7 @@ mod thread_pool;
 
 pub use error::{
     BrokenExecutor, BrokenKind, BuildError, Error, ExitCause, InvalidStateError, SubmitError,
-    TaskError, TaskErrorKind, WorkerDeath,
+    TaskError, TaskErrorKind, WorkerDeath, WorkerId,
 };
 pub use future::{Future, State};
 #[cfg(target_os = "linux")]
@@ -138,7 +139,7 @@ pub use wait::{
 };
 
 pub use async_wait::{Wait, WaitOwned};
-pub use executor::{Executor, ItemCount, Map, MapOptions, Shutdown};
+pub use executor::{ClosureExecutor, Executor, FnExecutor, ItemCount, Map, MapOptions, Shutdown};
 pub use scope::Scope;
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
 

@@ -24,14 +24,15 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::at_exit::{self, FinishAtExit};
 use crate::error::{
     BrokenExecutor, BrokenKind, BuildError, Error, SubmitError, TaskError, panic_message,
 };
-use crate::executor::{Executor, Map, MapOptions, Shutdown};
+use crate::executor::{ClosureExecutor, Executor, FnExecutor, Map, MapOptions, Shutdown};
 use crate::future::{Future, Job, Task, drop_user_value};
+use crate::lifecycle::Lifecycle;
 use crate::task_context;
 
 /// Numbers pools for their default thread names, as CPython does.
@@ -75,23 +76,15 @@ struct Shared {
     idle: AtomicUsize,
     /// Workers started; only written under `control`.
     spawned: AtomicUsize,
-    workers: Mutex<Workers>,
-    worker_exited: Condvar,
+    /// Shut down, broken, and the workers to wait for.
+    life: Lifecycle,
 }
 
 struct Control {
     /// `None` once shut down: dropping the only sender lets the workers
     /// drain the queue and exit.
     sender: Option<Sender<Arc<dyn Job>>>,
-    broken: Option<BrokenExecutor>,
     threads: Vec<JoinHandle<()>>,
-}
-
-struct Workers {
-    live: usize,
-    /// Workers of this pool blocked in `shutdown(wait = true)`: they wait
-    /// for everybody but themselves.
-    shutting_down_inside: usize,
 }
 
 /// Configures a [`ThreadPoolExecutor`] (Python's keyword arguments).
@@ -179,16 +172,11 @@ impl ThreadPoolBuilder {
                 jobs,
                 control: Mutex::new(Control {
                     sender: Some(sender),
-                    broken: None,
                     threads: Vec::new(),
                 }),
                 idle: AtomicUsize::new(0),
                 spawned: AtomicUsize::new(0),
-                workers: Mutex::new(Workers {
-                    live: 0,
-                    shutting_down_inside: 0,
-                }),
-                worker_exited: Condvar::new(),
+                life: Lifecycle::new(BrokenKind::ThreadPool),
             }),
         };
         if !self.no_join_at_exit {
@@ -327,11 +315,9 @@ impl ThreadPoolExecutor {
     {
         let shared = &self.shared;
         let mut control = shared.control.lock();
-        if let Some(broken) = &control.broken {
-            return Err(SubmitError::new(task, Error::Broken(broken.clone())));
-        }
-        if control.sender.is_none() {
-            return Err(SubmitError::new(task, Error::ShutDown));
+        // Shut down and broken change under `control`, like the sender.
+        if let Err(refused) = shared.life.admit() {
+            return Err(SubmitError::new(task, refused));
         }
         if let Err(e) = shared.start_worker_if_needed(&mut control) {
             if shared.spawned.load(Relaxed) == 0 {
@@ -371,7 +357,7 @@ impl ThreadPoolExecutor {
     }
 
     /// Runs `f` over `items` on the pool; results come back in input order
-    /// (SPEC E2). See [`Executor::map`].
+    /// (SPEC E2). See [`ClosureExecutor::map`].
     ///
     /// # Examples
     ///
@@ -393,7 +379,7 @@ impl ThreadPoolExecutor {
         I::Item: Send + 'static,
         T: Send + Sync + 'static,
     {
-        Executor::map(self, f, items)
+        ClosureExecutor::map(self, f, items)
     }
 
     /// [`map`](Self::map) with `timeout` and `buffersize`
@@ -421,7 +407,7 @@ impl ThreadPoolExecutor {
         I::Item: Send + 'static,
         T: Send + Sync + 'static,
     {
-        Executor::map_with(self, f, items, options)
+        ClosureExecutor::map_with(self, f, items, options)
     }
 
     /// `shutdown(wait = true, cancel_futures = false)`.
@@ -449,6 +435,7 @@ impl Shared {
     fn shutdown(&self, options: Shutdown) {
         let cancelled: Vec<Arc<dyn Job>> = {
             let mut control = self.control.lock();
+            self.life.shut_down();
             let sender = control.sender.take();
             let drained = if options.cancels_futures() {
                 self.jobs.try_iter().collect()
@@ -514,7 +501,7 @@ impl Shared {
         }
         let name = format!("{}_{spawned}", self.name_prefix);
         let shared = Arc::clone(self);
-        self.workers.lock().live += 1;
+        self.life.worker_started();
         // Counted before it starts, so its first offer is accepted.
         self.spawned.store(spawned + 1, Relaxed);
         match thread::Builder::new()
@@ -527,7 +514,7 @@ impl Shared {
             }
             Err(e) => {
                 self.spawned.store(spawned, Relaxed);
-                self.workers.lock().live -= 1;
+                self.life.worker_gone();
                 Err(e)
             }
         }
@@ -537,8 +524,7 @@ impl Shared {
         struct Exit<'a>(&'a Shared);
         impl Drop for Exit<'_> {
             fn drop(&mut self) {
-                self.0.workers.lock().live -= 1;
-                self.0.worker_exited.notify_all();
+                self.0.life.worker_gone();
             }
         }
         let _exit = Exit(&self);
@@ -569,11 +555,8 @@ impl Shared {
             "a thread initializer failed, the thread pool is not usable anymore: {message}"
         );
         let (broken, queued) = {
-            let mut control = self.control.lock();
-            let broken = control
-                .broken
-                .get_or_insert_with(|| BrokenExecutor::new(BrokenKind::ThreadPool, reason))
-                .clone();
+            let _control = self.control.lock();
+            let broken = self.life.break_with(reason);
             (broken, self.jobs.try_iter().collect::<Vec<_>>())
         };
         tracing::error!(%message, "thread pool initializer panicked; the pool is broken");
@@ -593,16 +576,7 @@ impl Shared {
             }
         }
         // Another caller may have taken the handles: wait on the count too.
-        let mut workers = self.workers.lock();
-        if inside {
-            workers.shutting_down_inside += 1;
-        }
-        while workers.live > workers.shutting_down_inside {
-            self.worker_exited.wait(&mut workers);
-        }
-        if inside {
-            workers.shutting_down_inside -= 1;
-        }
+        self.life.wait_for_workers(inside);
     }
 }
 
@@ -627,7 +601,7 @@ impl std::fmt::Debug for ThreadPoolExecutor {
             .field("name_prefix", &self.shared.name_prefix)
             .field("workers", &self.shared.spawned.load(Relaxed))
             .field("shut_down", &control.sender.is_none())
-            .field("broken", &control.broken.is_some())
+            .field("broken", &self.shared.life.is_broken())
             .finish()
     }
 }
@@ -639,6 +613,24 @@ impl FinishAtExit for Shared {
 }
 
 impl Executor for ThreadPoolExecutor {
+    fn shutdown_with(&self, options: Shutdown) {
+        ThreadPoolExecutor::shutdown_with(self, options);
+    }
+
+    fn max_workers(&self) -> usize {
+        self.shared.max_workers
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.shared.life.is_shut_down()
+    }
+
+    fn is_broken(&self) -> bool {
+        self.shared.life.is_broken()
+    }
+}
+
+impl ClosureExecutor for ThreadPoolExecutor {
     fn submit<F, T>(&self, task: F) -> Result<Future<T>, SubmitError<F>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -646,8 +638,27 @@ impl Executor for ThreadPoolExecutor {
     {
         ThreadPoolExecutor::submit(self, task)
     }
+}
 
-    fn shutdown_with(&self, options: Shutdown) {
-        ThreadPoolExecutor::shutdown_with(self, options);
+impl<A, R> FnExecutor<A, R> for ThreadPoolExecutor
+where
+    A: Send + 'static,
+    R: Send + Sync + 'static,
+{
+    fn submit_fn(&self, f: fn(A) -> R, arg: A) -> Result<Future<R>, SubmitError<A>> {
+        self.submit_task((f, arg), |(f, arg)| Box::new(move || Ok(f(arg))))
+            .map_err(|refused| {
+                let reason = refused.reason().clone();
+                SubmitError::new(refused.into_task().1, reason)
+            })
+    }
+
+    fn map_fn<'a, I>(&'a self, f: fn(A) -> R, items: I, options: MapOptions) -> Map<'a, R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+        A: 'a,
+    {
+        ClosureExecutor::map_with(self, f, items, options)
     }
 }

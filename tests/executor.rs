@@ -14,8 +14,8 @@ use std::thread;
 use std::time::Duration;
 
 use concurrent_futures::{
-    ALL_COMPLETED, Error, Executor, Future, MapOptions, Shutdown, State, TaskError,
-    ThreadPoolExecutor, as_completed, wait,
+    ALL_COMPLETED, ClosureExecutor, Error, Executor, FnExecutor, Future, MapOptions, Shutdown,
+    State, TaskError, ThreadPoolExecutor, as_completed, wait,
 };
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
@@ -618,7 +618,7 @@ fn submit_after_shutdown_is_refused_with_the_task_given_back() {
     assert!((refused.into_task())().is_err());
 
     // Through the trait, and as an `Error`.
-    let refused = Executor::submit(&pool, || 3).unwrap_err();
+    let refused = ClosureExecutor::submit(&pool, || 3).unwrap_err();
     let as_error: Error = refused.into();
     assert!(matches!(as_error, Error::ShutDown));
 }
@@ -735,23 +735,24 @@ fn a_panicking_callback_is_ignored_and_the_worker_goes_on() {
 }
 
 #[test]
-fn the_executor_trait_works_generically() {
+fn the_executor_traits_work_generically() {
     // SPEC E1, E2, E3
-    fn squares<E: Executor>(executor: &E, n: u64) -> Vec<u64> {
+    fn squares<E: ClosureExecutor>(executor: &E, n: u64) -> Vec<u64> {
         executor
             .map(|x| x * x, 0..n)
             .collect::<Result<_, _>>()
             .unwrap()
     }
-    fn submit_two<E: Executor>(executor: &E) -> (Future<&'static str>, Future<u8>) {
+    fn submit_two<E: ClosureExecutor>(executor: &E) -> (Future<&'static str>, Future<u8>) {
         (
             executor.submit(|| "text").unwrap(),
             executor.submit(|| 8).unwrap(),
         )
     }
-    fn stop<E: Executor>(executor: &E) {
+    fn stop<E: ClosureExecutor>(executor: &E) {
         executor.shutdown_with(Shutdown::default().cancel_futures(true));
         executor.shutdown();
+        assert!(executor.is_shut_down() && !executor.is_broken());
         assert!(executor.submit(|| ()).is_err());
     }
     let pool = ThreadPoolExecutor::new(2).unwrap();
@@ -767,6 +768,36 @@ fn the_executor_trait_works_generically() {
 
     let defaults = Shutdown::default();
     assert!(defaults.waits() && !defaults.cancels_futures());
+}
+
+fn triple(x: u32) -> u32 {
+    x * 3
+}
+
+#[test]
+fn code_generic_over_executors_takes_either_pool() {
+    // SPEC E1, E2, E3: what both pools share, from outside.
+    fn run_all<E: FnExecutor<u32, u32>>(pool: &E) -> (u32, Vec<u32>) {
+        let one = *pool.submit_fn(triple, 5).unwrap().result().unwrap();
+        let many = pool
+            .map_fn(triple, 0..4, MapOptions::new().chunksize(2))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (one, many)
+    }
+    fn stop(pool: &impl Executor) -> (usize, bool) {
+        pool.shutdown();
+        (pool.max_workers(), pool.is_shut_down())
+    }
+    let threads = ThreadPoolExecutor::new(2).unwrap();
+    let processes = concurrent_futures::ProcessPoolExecutor::new(2).unwrap();
+    assert_eq!(run_all(&threads), (15, vec![0, 3, 6, 9]));
+    assert_eq!(run_all(&processes), (15, vec![0, 3, 6, 9]));
+    assert_eq!(stop(&threads), (2, true));
+    assert_eq!(stop(&processes), (2, true));
+    let refused = processes.submit_fn(triple, 1).unwrap_err();
+    assert_eq!(refused.into_task(), 1);
+    assert!(!processes.is_broken());
 }
 
 #[test]

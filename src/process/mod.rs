@@ -2,54 +2,59 @@
 //! per-task timeouts and self-healing (SPEC P1-P10, B1-B3).
 //!
 //! ```text
-//!  submit(f, arg) ── encode (call.rs) ──> queue ─────> idle worker's pipe ──> worker process
-//!                     │ bad arg: that         │ cancel() wins      │ pool.cancel(&f): kill,
-//!                     │ future fails          │ here (still        │ replace (B2); timeout:
-//!                     │                       │ PENDING)           │ kill, replace (B1)
-//!  future <── decode <── reader thread <─────────────────────────── answer frame
-//!                          └─ pipe ends: reap, then crash -> broken pool (P6) or
-//!                             the one future fails and a new worker starts (B3)
+//!  submit(f, arg) ── encode (codec) ──> queue ──────> idle worker's link ──> worker process
+//!                     │ bad arg: that       │ cancel() wins       │ pool.cancel(&f): kill,
+//!                     │ future fails        │ here (still         │ replace (B2); timeout:
+//!                     │                     │ PENDING)            │ kill, replace (B1)
+//!  future <── decode (sink) <── transport's thread <────────────────── answers
+//!                                └─ worker ends: crash -> broken pool (P6) or
+//!                                   the one future fails and a new worker starts (B3)
 //! ```
 //!
-//! Three layers, one seam each: `call.rs` names functions and encodes
-//! values (serde + postcard, keeping the user's error text through
-//! `serde_messages.rs`), `engine/` dispatches opaque payloads and handles
-//! worker ends, `transport/` starts processes and carries frames
-//! (`wire.rs`); `worker.rs` is the child's side.
+//! Three layers, one seam each (DESIGN): the codec (`codec.rs`: functions
+//! by reference, values by serde + postcard, keeping the user's error text
+//! through `serde_messages.rs`) is this front end's; the [`engine`]
+//! dispatches opaque payloads and decides what a worker's end means; the
+//! transport (`transport/`: pipes to child processes) has the workers.
+//! [`worker`] is a worker's side, [`Launcher`] what program it is; another
+//! front end brings its own codec, worker program and handler to the same
+//! engine.
 //!
 //! Functions cross by reference: a plain `fn(A) -> R` (a closure that
 //! captures nothing coerces to one). Arguments and results cross by value
 //! and must implement serde's `Serialize` and `Deserialize`.
 
-mod call;
-mod engine;
+mod codec;
+pub mod engine;
+mod entry;
+mod launcher;
 mod serde_messages;
 mod transport;
-mod wire;
-mod worker;
+pub mod worker;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rustix::process::Signal;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use self::call::{ChunkSink, EncodedCall, FnRef, OneSink};
-use self::engine::{Engine, EngineConfig, Job};
-use crate::at_exit::{self, FinishAtExit};
+use self::codec::{ChunkSink, OneSink, RustCodec};
+use self::engine::{Engine, EngineOptions};
+pub use self::launcher::Launcher;
 use crate::error::{BuildError, Error, SubmitError};
-use crate::executor::{Map, MapOptions, Shutdown};
+use crate::executor::{Executor, FnExecutor, Map, MapOptions, Shutdown};
 use crate::future::Future;
 
 /// Runs the worker loop if this process was started as a pool worker, and
 /// never returns then; otherwise returns at once.
 ///
-/// Workers normally enter their loop before `main` by themselves. Call
-/// this first thing in `main` only if your build drops the library's
-/// constructor (some unusual linker setups do); it is harmless otherwise.
+/// Workers normally enter their loop before `main` by themselves (the
+/// `worker-entry` feature, on by default). Call this first thing in `main`
+/// when that feature is off (a program that hosts the library and wants
+/// no constructor), or if your build drops the library's constructor
+/// (some unusual linker setups do); it is harmless otherwise.
 ///
 /// # Examples
 ///
@@ -58,7 +63,21 @@ use crate::future::Future;
 /// // ... the rest of `main` ...
 /// ```
 pub fn run_worker_if_child() {
-    worker::run_worker_if_marked();
+    entry::run_worker_if_marked();
+}
+
+/// What the Rust front end tells a user whose worker never started.
+fn startup_advice(launcher: &Launcher) -> String {
+    match &launcher.unusual {
+        None => "is the concurrent-futures worker entry linked? Call \
+                 concurrent_futures::process::run_worker_if_child() at the top of main"
+            .to_owned(),
+        Some(how) => format!(
+            "{how}, which did not reach the worker entry. Start the program directly rather \
+             than through a loader or wrapper, or call \
+             concurrent_futures::process::run_worker_if_child() at the top of main"
+        ),
+    }
 }
 
 /// How workers are started (Python's `mp_context`, SPEC P4).
@@ -98,7 +117,7 @@ pub enum StartMethod {
 #[derive(Debug, Default)]
 pub struct ProcessPoolBuilder {
     max_workers: Option<usize>,
-    initializer: Option<Result<(FnRef, Vec<u8>), String>>,
+    initializer: Option<Result<(Bytes, Bytes), String>>,
     max_tasks_per_child: Option<usize>,
     self_healing: bool,
     task_timeout: Option<Duration>,
@@ -122,7 +141,7 @@ impl ProcessPoolBuilder {
     where
         A: Serialize + DeserializeOwned,
     {
-        self.initializer = Some(call::encode_init(f, &arg));
+        self.initializer = Some(codec::encode_init(f, &arg));
         self
     }
 
@@ -182,36 +201,28 @@ impl ProcessPoolBuilder {
     /// worker process whose entry did not run, or a program that cannot
     /// start its own workers.
     pub fn build(self) -> Result<ProcessPoolExecutor, BuildError> {
-        if std::env::var_os(transport::WORKER_ENV).is_some() {
+        if worker::entry_missing() {
             return Err(BuildError::WorkerEntryNotRun);
         }
-        let command = transport::worker_command()
-            .map_err(|why| BuildError::NoWorkerProgram(why.to_owned()))?;
-        let max_workers = match self.max_workers {
-            Some(0) => return Err(BuildError::ZeroWorkers),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, usize::from),
-        };
-        if self.max_tasks_per_child == Some(0) {
-            return Err(BuildError::ZeroTasksPerChild);
+        let launcher = Launcher::this_program().map_err(BuildError::NoWorkerProgram)?;
+        let max_workers = self
+            .max_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let mut options = EngineOptions::new(max_workers)
+            .self_healing(self.self_healing)
+            .startup_advice(startup_advice(&launcher))
+            .join_at_exit(!self.no_join_at_exit);
+        if let Some(n) = self.max_tasks_per_child {
+            options = options.max_tasks_per_child(n);
         }
-        let initializer = self
-            .initializer
-            .transpose()
-            .map_err(BuildError::InitializerArgument)?
-            .map(|(function, arg)| (function, Bytes::from(arg)));
-        let engine = Engine::start(EngineConfig {
-            max_workers,
-            max_tasks_per_child: self.max_tasks_per_child,
-            self_healing: self.self_healing,
-            task_timeout: self.task_timeout,
-            initializer,
-            command: Some(command),
-        });
-        if !self.no_join_at_exit {
-            let weak = Arc::downgrade(&engine);
-            at_exit::register(weak);
+        if let Some(limit) = self.task_timeout {
+            options = options.task_timeout(limit);
         }
+        if let Some(initializer) = self.initializer {
+            let (function, arg) = initializer.map_err(BuildError::InitializerArgument)?;
+            options = options.initializer(function, arg);
+        }
+        let engine = Engine::start(options, launcher, Arc::new(RustCodec))?;
         Ok(ProcessPoolExecutor { engine })
     }
 }
@@ -311,22 +322,19 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let future = Future::new();
-        let (buffer, items, refused) = call::encode_args([&arg]);
-        if let Some((_, reason)) = refused.first() {
-            let _ = future.complete_failed(call::argument_error::<A>(reason));
+        let (call, refused) = codec::encode_call(f, [&arg].into_iter());
+        let Some(call) = call else {
+            if let Some((_, error)) = refused.into_iter().next() {
+                let _ = future.complete_failed(error);
+            }
             return Ok(future);
-        }
-        let call = EncodedCall {
-            function: call::fn_ref(f),
-            buffer,
-            items,
         };
         let sink = Arc::new(OneSink {
             promise: future.promise(),
         });
-        match self.engine.submit(Job { call, sink }) {
+        match self.engine.submit(call, sink) {
             Ok(()) => Ok(future),
-            Err((_, error)) => Err(SubmitError::new(arg, error)),
+            Err(refused) => Err(SubmitError::new(arg, refused.error)),
         }
     }
 
@@ -338,22 +346,17 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let futures: Vec<Future<R>> = args.iter().map(|_| Future::new()).collect();
-        let (buffer, items, refused) = call::encode_args(&args);
-        for (index, reason) in refused {
-            let _ = futures[index].complete_failed(call::argument_error::<A>(&reason));
+        let (call, refused) = codec::encode_call(f, args.iter());
+        for (index, error) in refused {
+            let _ = futures[index].complete_failed(error);
         }
-        if !items.is_empty() {
-            let call = EncodedCall {
-                function: call::fn_ref(f),
-                buffer,
-                items,
-            };
+        if let Some(call) = call {
             let sink = Arc::new(ChunkSink {
                 promises: futures.iter().map(Future::promise).collect(),
             });
             self.engine
-                .submit(Job { call, sink })
-                .map_err(|(_, error)| error)?;
+                .submit(call, sink)
+                .map_err(|refused| refused.error)?;
         }
         Ok(futures)
     }
@@ -473,8 +476,7 @@ impl ProcessPoolExecutor {
     /// (CPython raises `RuntimeError` there instead). The same holds for
     /// dropping the last handle to the pool in such a callback.
     pub fn shutdown_with(&self, options: Shutdown) {
-        self.engine
-            .shutdown(options.waits(), options.cancels_futures());
+        self.engine.shutdown(options);
     }
 
     /// `shutdown(wait = true, cancel_futures = false)`.
@@ -489,18 +491,49 @@ impl ProcessPoolExecutor {
     /// `SIGTERM` gets `SIGKILL` a moment later, and is reaped in the
     /// background (a later `shutdown()` or drop waits for that).
     pub fn terminate_workers(&self) {
-        self.engine.stop_workers(Signal::TERM);
+        self.engine.terminate_workers();
     }
 
     /// [`terminate_workers`](Self::terminate_workers) with `SIGKILL`.
     pub fn kill_workers(&self) {
-        self.engine.stop_workers(Signal::KILL);
+        self.engine.kill_workers();
     }
 }
 
-impl FinishAtExit for Engine {
-    fn finish_at_exit(&self) {
-        Engine::finish_at_exit(self);
+impl Executor for ProcessPoolExecutor {
+    fn shutdown_with(&self, options: Shutdown) {
+        ProcessPoolExecutor::shutdown_with(self, options);
+    }
+
+    fn max_workers(&self) -> usize {
+        self.engine.max_workers()
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.engine.is_shut_down()
+    }
+
+    fn is_broken(&self) -> bool {
+        self.engine.is_broken()
+    }
+}
+
+impl<A, R> FnExecutor<A, R> for ProcessPoolExecutor
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn submit_fn(&self, f: fn(A) -> R, arg: A) -> Result<Future<R>, SubmitError<A>> {
+        self.submit(f, arg)
+    }
+
+    fn map_fn<'a, I>(&'a self, f: fn(A) -> R, items: I, options: MapOptions) -> Map<'a, R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+        A: 'a,
+    {
+        self.map_with(f, items, options)
     }
 }
 

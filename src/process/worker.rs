@@ -1,82 +1,145 @@
-//! The worker side: entered before `main`, runs calls until its input ends.
+//! A worker process's side of the pipe transport: the loop that reads
+//! calls, runs them with a front end's [`CallHandler`], and answers.
 //!
-//! A worker is this same program started with [`WORKER_ENV`] set. A
-//! constructor in this library (run by the loader, before `main`) sees the
-//! variable and never returns: it runs [`worker_loop`] and exits. So
-//! programs and `cargo test` binaries need no special `main` (Python needs
-//! `if __name__ == "__main__"`; we need nothing). Should a linker drop the
-//! constructor, [`run_worker_if_child`](crate::process::run_worker_if_child)
-//! at the top of `main` does the same; and without either, the pool sees a
-//! worker that never reports ready and fails with a clear error, while the
-//! child refuses to start pools of its own (no fork bomb).
-//!
-//! Constructors run before Rust's runtime has set the process up, so the
-//! entry does what that start-up does for `main` (SPEC P11): the standard
-//! streams are made valid (`/dev/null` for a closed one), `SIGPIPE` is
-//! ignored (a write to a closed pipe is an `ErrorKind::BrokenPipe` error,
-//! not a death), and calls run on a thread named `main` with the main
-//! thread's stack size. The argv is the parent's (see `transport`). Not
-//! done: std's handler that reports a stack overflow by name, so a task
-//! that overflows its stack ends its worker with `SIGSEGV`.
-//! Other constructors of the program (its own, its other libraries') run
-//! in workers as well, before this one or after it.
+//! The Rust front end's workers enter this loop before `main` (see
+//! [`run_worker_if_child`](super::run_worker_if_child)). Another front end
+//! starts its own worker program with a [`Launcher`](super::Launcher) and
+//! calls [`serve_if_worker`] there with a handler of its own; the frames
+//! stay private to this library.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
-use rustix::io::{FdFlags, fcntl_getfd, fcntl_setfd};
+use rustix::io::{FdFlags, fcntl_setfd};
 
-use super::call::{self, FnRef, LAST_PANIC_BACKTRACE};
-use super::transport::WORKER_ENV;
-use super::wire::{
-    FailureKind, FromWorker, MAX_FRAME_BYTES, RemoteFailure, ToWorker, read_frame, write_frame,
+use super::transport::pipe::{Marker, WORKER_ENV, marker};
+use super::transport::wire::{
+    FromWorkerHead, MAX_FRAME_BYTES, ToWorkerHead, read_frame, write_frame,
 };
+use crate::error::TaskErrorKind;
+
+/// What a worker does with the calls it gets: the worker's half of a
+/// front end's codec. Payloads are whatever the front end's pool side
+/// encoded (function references, arguments) and decodes (results,
+/// failures).
+///
+/// # Examples
+///
+/// A handler whose "functions" are names and whose values are text:
+///
+/// ```
+/// use concurrent_futures::TaskErrorKind;
+/// use concurrent_futures::process::worker::CallHandler;
+///
+/// struct Text;
+///
+/// impl CallHandler for Text {
+///     fn proof(&mut self) -> Vec<u8> {
+///         b"text v1".to_vec()
+///     }
+///
+///     fn init(&mut self, _function: &[u8], _arg: &[u8]) -> Result<(), Vec<u8>> {
+///         Ok(())
+///     }
+///
+///     fn call(&mut self, function: &[u8], arg: &[u8], out: &mut Vec<u8>) -> Result<(), Vec<u8>> {
+///         match function {
+///             b"upper" => Ok(out.extend(arg.to_ascii_uppercase())),
+///             _ => Err(b"no such function".to_vec()),
+///         }
+///     }
+///
+///     fn failure(&mut self, _kind: TaskErrorKind, message: &str) -> Vec<u8> {
+///         message.as_bytes().to_vec()
+///     }
+/// }
+///
+/// let mut out = Vec::new();
+/// Text.call(b"upper", b"abc", &mut out).unwrap();
+/// assert_eq!(out, b"ABC");
+/// ```
+pub trait CallHandler {
+    /// What the worker tells the pool first, for the pool's codec to check
+    /// that this worker can run its calls (the same program, say).
+    fn proof(&mut self) -> Vec<u8>;
+
+    /// Runs the pool's initializer, before any call (SPEC P5).
+    ///
+    /// # Errors
+    ///
+    /// The failure, encoded for the pool's codec; the pool breaks with it.
+    fn init(&mut self, function: &[u8], arg: &[u8]) -> Result<(), Vec<u8>>;
+
+    /// Runs `function` on `arg`, appending the encoded result to `out`
+    /// (empty on entry).
+    ///
+    /// # Errors
+    ///
+    /// The failure, encoded for the pool's codec; only this call fails.
+    fn call(&mut self, function: &[u8], arg: &[u8], out: &mut Vec<u8>) -> Result<(), Vec<u8>>;
+
+    /// A failure the loop itself must report (an argument too large for
+    /// this process's memory, a result too large to send), encoded as
+    /// [`call`](Self::call) encodes its own.
+    fn failure(&mut self, kind: TaskErrorKind, message: &str) -> Vec<u8>;
+}
 
 /// The worker's exit codes, which the pool reads as "ended by itself".
-mod exit_code {
+pub(crate) mod exit_code {
     /// The pool closed the input: shutdown, retirement, or its death.
-    pub(super) const INPUT_ENDED: i32 = 0;
+    pub(crate) const INPUT_ENDED: i32 = 0;
     /// The pool's end of the output is gone.
-    pub(super) const OUTPUT_GONE: i32 = 1;
+    pub(crate) const OUTPUT_GONE: i32 = 1;
     /// The worker variable was not `<fd>,<fd>`.
-    pub(super) const MALFORMED_MARKER: i32 = 2;
+    pub(crate) const MALFORMED_MARKER: i32 = 2;
     /// The initializer failed (reported to the pool first).
-    pub(super) const INIT_FAILED: i32 = 3;
+    pub(crate) const INIT_FAILED: i32 = 3;
     /// A frame did not match its own header.
-    pub(super) const PROTOCOL_ERROR: i32 = 4;
+    pub(crate) const PROTOCOL_ERROR: i32 = 4;
 }
 
-#[ctor::ctor]
-unsafe fn enter_worker_before_main() {
-    // SAFETY (of the whole function being `unsafe` for ctor): it runs once,
-    // before `main`, while the process is still single-threaded.
-    run_worker_if_marked();
+/// A worker's pipes, taken from the environment.
+pub(crate) struct Pipes {
+    input: File,
+    output: File,
 }
 
-/// If this process is a worker, runs the worker loop and exits; otherwise
-/// returns at once.
-pub(crate) fn run_worker_if_marked() {
-    let Some(spec) = std::env::var_os(WORKER_ENV) else {
-        return;
+/// Set once this process has entered the worker loop: a pool built by one
+/// of its tasks is a real pool of its own.
+static ENTERED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is marked as a worker whose loop has not started
+/// (its entry did not run): a pool built here must be refused, or it would
+/// start workers that start workers. A marker this process cannot read is
+/// taken as one.
+pub(crate) fn entry_missing() -> bool {
+    match marker() {
+        Marker::Absent | Marker::Others => false,
+        Marker::Mine { .. } => !ENTERED.load(Relaxed),
+        Marker::Malformed => true,
+    }
+}
+
+/// The pipes this process was started with, if it is a worker.
+pub(crate) fn take_pipes() -> Option<Pipes> {
+    let (read_fd, write_fd) = match marker() {
+        Marker::Absent | Marker::Others => return None,
+        Marker::Mine { read_fd, write_fd } => (read_fd, write_fd),
+        Marker::Malformed => {
+            eprintln!("concurrent-futures: malformed {WORKER_ENV}; exiting");
+            std::process::exit(exit_code::MALFORMED_MARKER);
+        }
     };
-    let fds = spec
-        .to_str()
-        .and_then(|s| s.split_once(','))
-        .and_then(|(r, w)| Some((r.parse::<i32>().ok()?, w.parse::<i32>().ok()?)))
-        .filter(|&(r, w)| r > 2 && w > 2 && r != w);
-    let Some((read_fd, write_fd)) = fds else {
-        eprintln!("concurrent-futures: malformed {WORKER_ENV}; exiting");
-        std::process::exit(exit_code::MALFORMED_MARKER);
-    };
-    // Tasks that start pools of their own must start real pools, not see
-    // themselves as workers.
-    // SAFETY: we are before `main` (or at its very top, by contract of
-    // `run_worker_if_child`): no other thread reads the environment.
-    unsafe { std::env::remove_var(WORKER_ENV) };
-    set_up_like_rust_start_up();
-    // SAFETY: the pool passed us these two descriptors, open and owned by
-    // nobody else in this process; both are above the standard streams.
+    // Only once: a second call finds the loop already ran.
+    if ENTERED.swap(true, Relaxed) {
+        return None;
+    }
+    // SAFETY: the pool that started this process passed us these two
+    // descriptors (the marker names our parent), open and owned by nobody
+    // else in this process; both are above the standard streams.
     let (input, output) = unsafe {
         (
             OwnedFd::from_raw_fd(read_fd),
@@ -87,68 +150,37 @@ pub(crate) fn run_worker_if_marked() {
     // are how the pool notices our death.
     let _ = fcntl_setfd(&input, FdFlags::CLOEXEC);
     let _ = fcntl_setfd(&output, FdFlags::CLOEXEC);
-    let (input, output) = (File::from(input), File::from(output));
-    std::process::exit(run_on_main_thread(input, output));
+    Some(Pipes {
+        input: File::from(input),
+        output: File::from(output),
+    })
 }
 
-/// What Rust's runtime start-up does before `main` that a program may
-/// notice: valid standard streams and `SIGPIPE` ignored.
-fn set_up_like_rust_start_up() {
-    for fd in 0..=2 {
-        // SAFETY: the descriptor is only probed, never closed through this.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        if fcntl_getfd(fd) == Err(rustix::io::Errno::BADF) {
-            // Opens at the lowest free number, which is this one; kept
-            // open for the worker's life, as std does.
-            if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
-                std::mem::forget(null);
-            }
-        }
-    }
-    // SAFETY: setting a signal's disposition to "ignore" installs no
-    // handler; this runs before any thread of ours could be signalled.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-}
-
-/// The main thread's stack size in a normal run: the stack limit, within
-/// reason (an unlimited stack gets the usual 8 MiB).
-fn main_stack_size() -> usize {
-    const USUAL: u64 = 8 << 20;
-    const MOST: u64 = 1 << 30;
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Stack).current;
-    usize::try_from(limit.filter(|&l| l <= MOST).unwrap_or(USUAL)).unwrap_or(8 << 20)
-}
-
-/// Runs the loop on a thread named `main`, so that tasks see the name they
-/// would see in a normal run (the constructor's thread has none yet).
-fn run_on_main_thread(input: File, output: File) -> i32 {
-    let mut files = Some((input, output));
-    let joined = std::thread::scope(|s| {
-        let files = &mut files;
-        std::thread::Builder::new()
-            .name("main".into())
-            .stack_size(main_stack_size())
-            .spawn_scoped(s, move || files.take().map(|(i, o)| worker_loop(i, o)))
-            .ok()
-            .map(|h| h.join())
-    });
-    match joined {
-        Some(Ok(Some(code))) => code,
-        // The loop does not unwind; should it, the pool sees its output
-        // end, which is how it learns of any death.
-        Some(Ok(None) | Err(_)) => exit_code::OUTPUT_GONE,
-        // No thread could be started: serve on this one.
-        None => files.map_or(exit_code::OUTPUT_GONE, |(i, o)| worker_loop(i, o)),
-    }
-}
-
-/// Reports panics to the pool instead of printing them: the hook keeps
-/// the backtrace for the failure it sends back (SPEC F10).
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|_| {
-        let backtrace = std::backtrace::Backtrace::force_capture().to_string();
-        let _ = LAST_PANIC_BACKTRACE.try_with(|b| *b.borrow_mut() = Some(backtrace));
-    }));
+/// If this process was started as a pool's worker, serves its calls with
+/// `handler` on this thread until the pool closes the input, and returns
+/// the exit code to exit with; `None` when this process is no worker.
+///
+/// A worker program of another front end calls it first thing (CPython's
+/// workers: `python -m package._worker`).
+///
+/// # Examples
+///
+/// ```no_run
+/// # use concurrent_futures::process::worker::{CallHandler, serve_if_worker};
+/// # struct MyHandler;
+/// # impl CallHandler for MyHandler {
+/// #     fn proof(&mut self) -> Vec<u8> { Vec::new() }
+/// #     fn init(&mut self, _: &[u8], _: &[u8]) -> Result<(), Vec<u8>> { Ok(()) }
+/// #     fn call(&mut self, _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<(), Vec<u8>> { Ok(()) }
+/// #     fn failure(&mut self, _: concurrent_futures::TaskErrorKind, m: &str) -> Vec<u8> { m.into() }
+/// # }
+/// // First thing in the worker program:
+/// if let Some(code) = serve_if_worker(MyHandler) {
+///     std::process::exit(code);
+/// }
+/// ```
+pub fn serve_if_worker(handler: impl CallHandler) -> Option<i32> {
+    take_pipes().map(|pipes| serve(pipes, handler))
 }
 
 /// Result buffers up to this size are reused between calls; larger ones
@@ -156,15 +188,11 @@ fn install_panic_hook() {
 const RETAINED_RESULT_BYTES: usize = 1 << 20;
 
 /// Serves calls until the pool closes the input; returns the exit code.
-fn worker_loop(input: File, output: File) -> i32 {
-    install_panic_hook();
-    let mut input = BufReader::new(input);
-    let mut output = BufWriter::new(output);
-    let ready = FromWorker::Ready {
-        image_check: call::image_check(),
-        pid: std::process::id(),
-    };
-    if write_frame(&mut output, &ready, &[])
+pub(crate) fn serve(pipes: Pipes, mut handler: impl CallHandler) -> i32 {
+    let mut input = BufReader::new(pipes.input);
+    let mut output = BufWriter::new(pipes.output);
+    let proof = handler.proof();
+    if write_frame(&mut output, &FromWorkerHead::Ready, &[&proof])
         .and_then(|()| output.flush())
         .is_err()
     {
@@ -172,45 +200,43 @@ fn worker_loop(input: File, output: File) -> i32 {
     }
     let mut result = Vec::new();
     loop {
-        let served = match read_frame::<ToWorker>(&mut input) {
+        let served = match read_frame::<ToWorkerHead>(&mut input) {
             Ok(Some((
-                ToWorker::Call {
+                ToWorkerHead::Call {
                     id,
-                    trampoline,
-                    func,
+                    function_len,
                     lens,
                     report_each,
                 },
                 payload,
             ))) => {
-                let function = FnRef { trampoline, func };
                 let call = Call {
                     id,
-                    function,
                     lens: &lens,
                     report_each,
                 };
                 match payload {
-                    Ok(bytes) => call.run(&bytes, &mut result, &mut output),
-                    Err(len) => call.refuse_too_large(len, &mut output),
+                    Ok(bytes) => {
+                        call.run(&mut handler, function_len, &bytes, &mut result, &mut output)
+                    }
+                    Err(len) => call.refuse_too_large(&mut handler, len, &mut output),
                 }
             }
-            Ok(Some((ToWorker::Init { trampoline, func }, payload))) => {
+            Ok(Some((ToWorkerHead::Init { function_len }, payload))) => {
                 let outcome = match payload {
-                    // SAFETY: the pool encoded this call with `call::fn_ref`
-                    // in the image our handshake reported as the same.
-                    Ok(bytes) => unsafe {
-                        call::run_item(FnRef { trampoline, func }, &bytes, &mut Vec::new())
+                    Ok(bytes) => match bytes.split_at_checked(function_len as usize) {
+                        Some((function, arg)) => handler.init(function, arg),
+                        None => return exit_code::PROTOCOL_ERROR,
                     },
-                    Err(len) => Err(RemoteFailure::new(
-                        FailureKind::Deserialize,
-                        format!("the initializer's argument ({len} bytes) does not fit in memory"),
+                    Err(len) => Err(handler.failure(
+                        TaskErrorKind::Deserialize,
+                        &format!("the initializer's argument ({len} bytes) does not fit in memory"),
                     )),
                 };
                 match outcome {
-                    Ok(()) => send(&mut output, &FromWorker::Initialized, &[]),
+                    Ok(()) => send(&mut output, &FromWorkerHead::Initialized, &[]),
                     Err(failure) => {
-                        let _ = send(&mut output, &FromWorker::InitFailed(failure), &[]);
+                        let _ = send(&mut output, &FromWorkerHead::InitFailed, &failure);
                         return exit_code::INIT_FAILED;
                     }
                 }
@@ -235,8 +261,8 @@ enum Served {
     ProtocolError,
 }
 
-fn send(output: &mut BufWriter<File>, message: &FromWorker, payload: &[u8]) -> Served {
-    match write_frame(output, message, payload).and_then(|()| output.flush()) {
+fn send(output: &mut BufWriter<File>, header: &FromWorkerHead, payload: &[u8]) -> Served {
+    match write_frame(output, header, &[payload]).and_then(|()| output.flush()) {
         Ok(()) => Served::Ok,
         Err(_) => Served::OutputGone,
     }
@@ -245,7 +271,6 @@ fn send(output: &mut BufWriter<File>, message: &FromWorker, payload: &[u8]) -> S
 /// A received call.
 struct Call<'a> {
     id: u64,
-    function: FnRef,
     lens: &'a [u64],
     report_each: bool,
 }
@@ -253,23 +278,30 @@ struct Call<'a> {
 impl Call<'_> {
     /// Runs each item and answers it, in order: item by item with
     /// `report_each`, else all at once when the call ends.
-    fn run(&self, payload: &[u8], result: &mut Vec<u8>, output: &mut BufWriter<File>) -> Served {
-        if self.lens.iter().sum::<u64>() != payload.len() as u64 {
+    fn run(
+        &self,
+        handler: &mut impl CallHandler,
+        function_len: u32,
+        payload: &[u8],
+        result: &mut Vec<u8>,
+        output: &mut BufWriter<File>,
+    ) -> Served {
+        let Some((function, mut args)) = payload.split_at_checked(function_len as usize) else {
+            return Served::ProtocolError;
+        };
+        if self.lens.iter().sum::<u64>() != args.len() as u64 {
             return Served::ProtocolError;
         }
         let mut answers = Answers::default();
-        let mut at = 0;
         for (index, &len) in self.lens.iter().enumerate() {
-            let arg = &payload[at..at + len as usize];
-            at += len as usize;
+            let (arg, rest) = args.split_at(len as usize);
+            args = rest;
             result.clear();
-            // SAFETY: the pool encoded this call with `call::fn_ref` in the
-            // image our handshake reported as the same.
-            let mut failure = unsafe { call::run_item(self.function, arg, result) }.err();
-            if failure.is_none() && result.len() as u64 > MAX_FRAME_BYTES {
-                failure = Some(RemoteFailure::new(
-                    FailureKind::Serialize,
-                    format!(
+            let mut outcome = handler.call(function, arg, result);
+            if outcome.is_ok() && result.len() as u64 > MAX_FRAME_BYTES {
+                outcome = Err(handler.failure(
+                    TaskErrorKind::Serialize,
+                    &format!(
                         "the result is {} bytes, more than a frame may carry ({MAX_FRAME_BYTES})",
                         result.len()
                     ),
@@ -277,19 +309,16 @@ impl Call<'_> {
             }
             let sent = if self.report_each || self.lens.len() == 1 {
                 // Alone in its frame: the result goes out as it is.
-                send_one(self.id, index as u32, failure, result, output)
+                send_one(self.id, index as u32, &outcome, result, output)
             } else {
-                answers.add(failure, result);
+                answers.add(&outcome, result);
                 if index + 1 == self.lens.len() {
-                    answers.send(self.id, 0, output)
+                    answers.send(self.id, output)
                 } else {
                     Ok(())
                 }
             };
-            if sent.is_err() {
-                return Served::OutputGone;
-            }
-            if self.report_each && output.flush().is_err() {
+            if sent.is_err() || (self.report_each && output.flush().is_err()) {
                 return Served::OutputGone;
             }
         }
@@ -300,19 +329,21 @@ impl Call<'_> {
     }
 
     /// The call's bytes did not fit in memory: every item fails.
-    fn refuse_too_large(&self, len: u64, output: &mut BufWriter<File>) -> Served {
+    fn refuse_too_large(
+        &self,
+        handler: &mut impl CallHandler,
+        len: u64,
+        output: &mut BufWriter<File>,
+    ) -> Served {
         let mut answers = Answers::default();
+        let message = format!("the argument ({len} bytes) does not fit in the worker's memory");
         for _ in self.lens {
-            let failure = RemoteFailure::new(
-                FailureKind::Deserialize,
-                format!("the argument ({len} bytes) does not fit in the worker's memory"),
+            answers.add(
+                &Err(handler.failure(TaskErrorKind::Deserialize, &message)),
+                &[],
             );
-            answers.add(Some(failure), &[]);
         }
-        match answers
-            .send(self.id, 0, output)
-            .and_then(|()| output.flush())
-        {
+        match answers.send(self.id, output).and_then(|()| output.flush()) {
             Ok(()) => Served::Ok,
             Err(_) => Served::OutputGone,
         }
@@ -323,46 +354,54 @@ impl Call<'_> {
 fn send_one(
     id: u64,
     index: u32,
-    failure: Option<RemoteFailure>,
+    outcome: &Result<(), Vec<u8>>,
     result: &[u8],
     output: &mut BufWriter<File>,
 ) -> std::io::Result<()> {
-    let body = if failure.is_none() { result } else { &[][..] };
-    let message = FromWorker::Answers {
+    let (body, failed) = match outcome {
+        Ok(()) => (result, Vec::new()),
+        Err(failure) => (&failure[..], vec![0]),
+    };
+    let header = FromWorkerHead::Answers {
         id,
         first: index,
         lens: vec![body.len() as u64],
-        failures: vec![failure],
+        failed,
     };
-    write_frame(output, &message, body)
+    write_frame(output, &header, &[body])
 }
 
 /// Answers collected for one frame.
 #[derive(Default)]
 struct Answers {
-    failures: Vec<Option<RemoteFailure>>,
     lens: Vec<u64>,
-    results: Vec<u8>,
+    failed: Vec<u32>,
+    bytes: Vec<u8>,
 }
 
 impl Answers {
-    fn add(&mut self, failure: Option<RemoteFailure>, result: &[u8]) {
-        let len = if failure.is_none() { result.len() } else { 0 };
-        self.results.extend_from_slice(&result[..len]);
-        self.failures.push(failure);
-        self.lens.push(len as u64);
+    fn add(&mut self, outcome: &Result<(), Vec<u8>>, result: &[u8]) {
+        let part = match outcome {
+            Ok(()) => result,
+            Err(failure) => {
+                self.failed.push(self.lens.len() as u32);
+                &failure[..]
+            }
+        };
+        self.bytes.extend_from_slice(part);
+        self.lens.push(part.len() as u64);
     }
 
-    /// Writes the collected answers as one frame and starts afresh.
-    fn send(&mut self, id: u64, first: u32, output: &mut BufWriter<File>) -> std::io::Result<()> {
-        let message = FromWorker::Answers {
+    /// Writes the collected answers as one frame.
+    fn send(&mut self, id: u64, output: &mut BufWriter<File>) -> std::io::Result<()> {
+        let header = FromWorkerHead::Answers {
             id,
-            first,
-            failures: std::mem::take(&mut self.failures),
+            first: 0,
             lens: std::mem::take(&mut self.lens),
+            failed: std::mem::take(&mut self.failed),
         };
-        let written = write_frame(output, &message, &self.results);
-        self.results.clear();
+        let written = write_frame(output, &header, &[&self.bytes]);
+        self.bytes.clear();
         written
     }
 }

@@ -139,5 +139,15 @@ pub fn chaos_seed() -> u64 {
 
 // ----------------------------------------------------- process pool ----
 
+/// Without the library's `worker-entry` feature, a host program enters the
+/// worker loop itself: here, before the test harness's `main`.
+#[cfg(all(target_os = "linux", not(feature = "worker-entry")))]
+#[ctor::ctor]
+unsafe fn enter_the_worker_loop_if_this_is_a_worker() {
+    // SAFETY (of the function being `unsafe` for ctor): it runs once,
+    // before `main`.
+    concurrent_futures::process::run_worker_if_child();
+}
+
 #[cfg(target_os = "linux")]
 pub mod process;

@@ -1,45 +1,85 @@
 //! The engine's side of a worker's life: starting it (on the supervisor
-//! thread), hearing it (on its reader thread), enforcing deadlines, and
-//! settling everything when it ends.
+//! thread), hearing it (on the transport's threads), enforcing deadlines,
+//! and settling everything when it ends.
 
 use std::collections::VecDeque;
-use std::io::BufReader;
-use std::process::Child;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Weak};
-use std::thread;
 use std::time::Instant;
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use rustix::process::Signal;
 
-use std::sync::atomic::Ordering::SeqCst;
+use super::table::{ReaderBusy, Settle, Stop, Worker};
+use super::{ENGINE_THREAD, Engine, Request, STARTUP_TIMEOUT};
+use crate::error::WorkerDeath;
+use crate::error::{BrokenExecutor, BrokenKind, Error, ExitCause, TaskError, TaskErrorKind};
+use crate::process::transport::{Answer, FromWorker, LinkEvents, StopHow, ToWorker};
 
-use super::{ENGINE_THREAD, Engine, ReaderBusy, Request, STARTUP_TIMEOUT, Settle, Stop, Worker};
-use crate::error::{Error, ExitCause, WorkerDeath};
-use crate::process::call;
-use crate::process::transport::{self, Frame, Output, Spawned};
-use crate::process::wire::{
-    FailureKind, FromWorker, Payload, RemoteFailure, ToWorker, encode_head, read_frame,
-};
+/// What one worker's events reach: the engine, with the worker's number.
+struct Events {
+    engine: Arc<Engine>,
+    worker: u64,
+    /// The worker's [`ReaderBusy`], shared with its table entry.
+    busy: Arc<ReaderBusy>,
+}
+
+impl Events {
+    /// Runs `f` with the calling thread marked as the engine's: what a
+    /// callback does there must not wait for the workers this thread
+    /// hears. The mark is put back after, should the thread serve others.
+    fn as_engine_thread(&self, f: impl FnOnce()) {
+        let id = self.engine.id();
+        let before = ENGINE_THREAD.try_with(|e| e.replace(id)).ok();
+        f();
+        if let Some(before) = before {
+            let _ = ENGINE_THREAD.try_with(|e| e.set(before));
+        }
+    }
+}
+
+impl LinkEvents for Events {
+    fn received(&self, message: FromWorker) {
+        let engine = &self.engine;
+        self.as_engine_thread(|| match message {
+            FromWorker::Ready { proof } => engine.on_handshake(self.worker, &proof),
+            FromWorker::Initialized => engine.on_initialized(self.worker),
+            FromWorker::InitFailed { failure } => {
+                let message = engine.config.codec.failure_text(&failure);
+                engine.on_init_failed(message);
+            }
+            FromWorker::Answers { id, first, answers } => {
+                engine.on_answers(self.worker, id, first as usize, answers);
+            }
+        });
+    }
+
+    fn caught_up(&self) {
+        if self.busy.done() {
+            let _ = self.engine.supervisor.send(Request::Wake);
+        }
+    }
+
+    fn ended(&self, cause: ExitCause) {
+        self.as_engine_thread(|| self.engine.on_exit(self.worker, cause));
+    }
+}
 
 /// What an answered item's future gets.
 enum Delivery {
-    Answer(Result<Bytes, RemoteFailure>),
+    Answer(Result<bytes::Bytes, bytes::Bytes>),
     Failure(Error),
 }
 
 impl Engine {
-    fn on_handshake(&self, worker_id: u64, image_check: isize) {
+    fn on_handshake(&self, worker_id: u64, proof: &[u8]) {
         let settle = {
             let mut state = self.state.lock();
             let mut settle = Settle::default();
-            if image_check != call::image_check() {
-                let reason = "a worker process runs a different executable image".to_owned();
-                Engine::break_pool(&mut state, reason, &mut settle);
+            if let Err(reason) = self.config.codec.check_worker(proof) {
+                self.break_pool(&mut state, reason, &mut settle);
             } else if let Some(w) = state.workers.iter_mut().find(|w| w.id == worker_id) {
                 w.handshaken = true;
-                if self.config.initializer.is_none() {
+                if self.config.options.initializer.is_none() {
                     self.mark_ready(w);
                 }
             }
@@ -74,26 +114,20 @@ impl Engine {
             let reason = format!(
                 "a process initializer failed, the process pool is not usable anymore: {message}"
             );
-            Engine::break_pool(&mut state, reason, &mut settle);
+            self.break_pool(&mut state, reason, &mut settle);
             settle
         };
         settle.run();
     }
 
     /// Items `first..` of call `call_id` answered, in order.
-    fn on_answers(
-        &self,
-        worker_id: u64,
-        pid: u32,
-        call_id: u64,
-        first: usize,
-        outcomes: Vec<Result<Bytes, RemoteFailure>>,
-    ) {
-        let (deliveries, mut settle) = {
+    fn on_answers(&self, worker_id: u64, call_id: u64, first: usize, answers: Vec<Answer>) {
+        let (delivery, mut settle) = {
             let mut state = self.state.lock();
             let Some(worker) = state.workers.iter_mut().find(|w| w.id == worker_id) else {
                 return;
             };
+            let name = worker.name();
             let Some(head) = worker.in_flight.front_mut() else {
                 return;
             };
@@ -102,8 +136,9 @@ impl Engine {
             if head.call_id != call_id || head.answered != first {
                 return;
             }
-            let mut deliveries = Vec::with_capacity(outcomes.len());
-            for outcome in outcomes {
+            let sink = Arc::clone(&head.sink);
+            let mut deliveries = Vec::with_capacity(answers.len());
+            for answer in answers {
                 let position = head.answered;
                 let Some(item) = head.call.items.get(position) else {
                     break;
@@ -113,9 +148,16 @@ impl Engine {
                     // was read: what it is owed, if not yet paid, instead.
                     head.owed.take().map(Delivery::Failure)
                 } else {
-                    Some(Delivery::Answer(outcome))
+                    Some(match answer {
+                        Answer::Value(v) => Delivery::Answer(Ok(v)),
+                        Answer::Failure(f) => Delivery::Answer(Err(f)),
+                        Answer::Lost(why) => Delivery::Failure(Error::Failed(TaskError::codec(
+                            TaskErrorKind::Deserialize,
+                            why,
+                        ))),
+                    })
                 };
-                deliveries.extend(delivery.map(|d| (Arc::clone(&head.sink), item.index, d)));
+                deliveries.extend(delivery.map(|d| (item.index, d)));
                 head.answered += 1;
             }
             if head.answered == head.call.items.len() {
@@ -123,6 +165,7 @@ impl Engine {
                 worker.tasks_done += 1;
                 if self
                     .config
+                    .options
                     .max_tasks_per_child
                     .is_some_and(|max| worker.tasks_done >= max)
                     && worker.stop.is_none()
@@ -139,7 +182,7 @@ impl Engine {
             // kill the worker first, it is sent again rather than failed.
             let deadline = self
                 .config
-                .task_timeout
+                .timeout
                 .and_then(|t| Instant::now().checked_add(t));
             if let Some(next) = worker.in_flight.front_mut() {
                 next.deadline = deadline;
@@ -147,16 +190,16 @@ impl Engine {
                     let _ = self.supervisor.send(Request::Wake);
                 }
             }
-            let busy = Arc::clone(&worker.reader);
+            worker.reader.delivering.store(true, SeqCst);
             let settle = self.dispatch(&mut state);
-            busy.delivering.store(true, SeqCst);
-            (deliveries, settle)
+            ((sink, name, deliveries), settle)
         };
-        // Frames first: the worker gets its next call before user code runs.
+        // Messages first: the worker gets its next call before user code.
         settle.run_sends();
-        for (sink, index, delivery) in deliveries {
+        let (sink, worker, deliveries) = delivery;
+        for (index, delivery) in deliveries {
             match delivery {
-                Delivery::Answer(outcome) => sink.answer(index, pid, outcome),
+                Delivery::Answer(outcome) => sink.answer(index, &worker, outcome),
                 Delivery::Failure(error) => sink.fail(index, error),
             }
         }
@@ -164,19 +207,12 @@ impl Engine {
     }
 
     /// The advice when a worker ended before its loop started.
-    fn entry_missing(&self, death: WorkerDeath) -> String {
-        match self.config.command.and_then(|c| c.unusual.as_ref()) {
-            None => format!(
-                "a worker process never started its loop ({death}); is the \
-                 concurrent-futures worker entry linked? Call \
-                 concurrent_futures::process::run_worker_if_child() at the top of main"
-            ),
-            Some(how) => format!(
-                "a worker process never started its loop ({death}): {how}, which did not \
-                 reach the worker entry. Start the program directly rather than through a \
-                 loader or wrapper, or call concurrent_futures::process::run_worker_if_child() \
-                 at the top of main"
-            ),
+    fn entry_missing(&self, death: &WorkerDeath) -> String {
+        let advice = &self.config.options.startup_advice;
+        if advice.is_empty() {
+            format!("a worker never started its loop ({death})")
+        } else {
+            format!("a worker never started its loop ({death}): {advice}")
         }
     }
 
@@ -188,8 +224,9 @@ impl Engine {
                 return;
             };
             let mut worker = state.workers.swap_remove(index);
-            let death = WorkerDeath::new(worker.pid, cause);
+            let death = WorkerDeath::of(worker.name(), cause);
             let mut in_flight = std::mem::take(&mut worker.in_flight);
+            let broken_before = self.life.is_broken();
             // What the executing item gets, if the pool goes on.
             let failure = match worker.stop {
                 // We killed the worker for one item, already settled.
@@ -198,27 +235,27 @@ impl Engine {
                 // worker ran something else: most likely `main`, because
                 // the entry before `main` was not linked.
                 Some(Stop::NeverReady) => {
-                    Engine::break_pool(&mut state, self.entry_missing(death), &mut settle);
+                    self.break_pool(&mut state, self.entry_missing(&death), &mut settle);
                     None
                 }
                 None if !worker.handshaken && matches!(cause, ExitCause::Code(_)) => {
-                    Engine::break_pool(&mut state, self.entry_missing(death), &mut settle);
+                    self.break_pool(&mut state, self.entry_missing(&death), &mut settle);
                     None
                 }
-                None if self.config.self_healing && state.broken.is_none() => {
-                    Some(Error::WorkerDied(death))
+                None if self.config.options.self_healing && !broken_before => {
+                    Some(Error::WorkerDied(death.clone()))
                 }
                 None => {
                     let reason = format!(
                         "a process in the process pool was terminated abruptly while the \
                          future was running or pending ({death})"
                     );
-                    Engine::break_pool(&mut state, reason, &mut settle);
+                    self.break_pool(&mut state, reason, &mut settle);
                     None
                 }
                 Some(Stop::Retired | Stop::ShutDown | Stop::Terminated) => None,
             };
-            let pool_goes_on = state.broken.is_none()
+            let pool_goes_on = !self.life.is_broken()
                 && matches!(
                     worker.stop,
                     None | Some(Stop::Timeout { .. } | Stop::Cancelled { .. })
@@ -259,10 +296,10 @@ impl Engine {
                     state.queue.push_front(queued);
                 }
             } else {
-                let error = match &state.broken {
-                    Some(b) => Error::Broken(b.clone()),
-                    None => Error::Broken(crate::error::BrokenExecutor::new(
-                        crate::error::BrokenKind::ProcessPool,
+                let error = match self.life.broken() {
+                    Some(b) => Error::Broken(b),
+                    None => Error::Broken(BrokenExecutor::new(
+                        BrokenKind::ProcessPool,
                         format!("the worker was stopped while running this task ({death})"),
                     )),
                 };
@@ -270,180 +307,98 @@ impl Engine {
                     running.fail_into(&mut settle, &error);
                 }
             }
-            if state.broken.is_none() {
+            if !self.life.is_broken() {
                 let more = self.dispatch(&mut state);
                 settle.extend(more);
             }
-            state.exiting += 1;
             settle
         };
         settle.run();
-        self.exited();
+        // Counted out only now, so that `shutdown(wait)` returns once every
+        // future this end failed is done.
+        self.life.worker_gone();
     }
 
-    /// A worker's end is fully settled.
-    fn exited(&self) {
-        self.state.lock().exiting -= 1;
-        self.worker_gone.notify_all();
-    }
-
-    /// The frame that runs the initializer.
-    fn init_frame(&self) -> Option<Frame> {
-        let (function, arg) = self.config.initializer.as_ref()?;
-        let message = ToWorker::Init {
-            trampoline: function.trampoline,
-            func: function.func,
-        };
-        let head = encode_head(&message, arg.len()).ok()?;
-        Some(Frame {
-            head,
-            body: vec![arg.clone()],
-        })
+    /// The message that runs the initializer.
+    fn init_message(&self) -> Option<ToWorker> {
+        let (function, arg) = self.config.options.initializer.clone()?;
+        Some(ToWorker::Init { function, arg })
     }
 
     /// Starts one worker; called on the supervisor thread.
     fn spawn_worker(self: &Arc<Self>) {
-        let spawned = match self.config.command {
-            Some(command) => transport::spawn(command),
-            None => Err(std::io::Error::other("this pool starts no workers")),
+        let busy = Arc::new(ReaderBusy::default());
+        let id = {
+            let mut state = self.state.lock();
+            state.starting -= 1;
+            let id = state.next_worker;
+            state.next_worker += 1;
+            // In the table before it starts, so that nothing it says is
+            // missed; it takes no call until its link is there.
+            state.workers.push(Worker::starting(id, Arc::clone(&busy)));
+            id
         };
+        let events = Arc::new(Events {
+            engine: Arc::clone(self),
+            worker: id,
+            busy,
+        });
+        let started = self.config.transport.start(events);
         let mut state = self.state.lock();
-        state.starting -= 1;
-        let Spawned {
-            child,
-            pid,
-            pidfd,
-            input,
-            output,
-        } = match spawned {
-            Ok(s) => s,
+        let position = state.workers.iter().position(|w| w.id == id);
+        let link = match started {
+            Ok(link) => link,
             Err(e) => {
                 let mut settle = Settle::default();
+                if let Some(p) = position {
+                    state.workers.swap_remove(p);
+                }
                 if state.workers.is_empty() && state.starting == 0 {
                     let reason = format!("could not start a worker process: {e}");
-                    Engine::break_pool(&mut state, reason, &mut settle);
+                    self.break_pool(&mut state, reason, &mut settle);
                 }
-                state.exiting += 1;
                 drop(state);
                 settle.run();
-                self.exited();
+                self.life.worker_gone();
                 return;
             }
         };
-        if let Some(frame) = self.init_frame() {
-            input.push(frame);
+        // It may have ended already (its end then removed it).
+        let Some(position) = position.filter(|&p| state.workers[p].id == id) else {
+            return;
+        };
+        if let Some(init) = self.init_message() {
+            link.push(init);
         }
-        let first_frames = Arc::clone(&input);
-        let reader_busy = Arc::new(ReaderBusy::default());
-        let id = state.next_worker;
-        state.next_worker += 1;
-        state.workers.push(Worker {
-            id,
-            pid,
-            pidfd,
-            input: Some(input),
-            started: Instant::now(),
-            handshaken: false,
-            ready: false,
-            in_flight: VecDeque::new(),
-            tasks_done: 0,
-            stop: None,
-            kill_at: None,
-            reader: Arc::clone(&reader_busy),
-        });
-        if state.broken.is_some() {
-            if let Some(w) = state.workers.last_mut() {
-                w.close_input();
-                w.kill(Stop::Terminated, Signal::KILL);
-            }
+        let worker = &mut state.workers[position];
+        worker.link = Some(Arc::clone(&link));
+        if self.life.is_broken() {
+            worker.close_input();
+            worker.stop(Stop::Terminated, StopHow::Kill);
         }
         let mut settle = self.dispatch(&mut state);
         drop(state);
-        // The initializer's frame, queued before any call.
-        settle.sends.push(first_frames);
-        let engine = Arc::clone(self);
-        let engine_id = self.id();
-        let reader = thread::Builder::new()
-            .name(format!("process-pool-reader-{pid}"))
-            .spawn(move || {
-                ENGINE_THREAD.with(|e| e.set(engine_id));
-                engine.read_worker(id, pid, child, output, reader_busy);
-            });
-        if let Err(e) = reader {
-            // Without its reader the worker cannot be heard: end it.
-            tracing::error!(%e, pid, "could not start a reader thread; killing the worker");
-            let mut state = self.state.lock();
-            if let Some(w) = state.workers.iter_mut().find(|w| w.id == id) {
-                w.kill(Stop::Terminated, Signal::KILL);
-            }
-        }
+        // The initializer's message, queued before any call.
+        settle.sends.push(link);
         settle.run();
     }
 
-    /// The reader thread of one worker: answers in, then the reaping.
-    fn read_worker(
-        self: Arc<Self>,
-        id: u64,
-        pid: u32,
-        mut child: Child,
-        mut output: Output,
-        busy: Arc<ReaderBusy>,
-    ) {
-        // Caught up with the worker: every answer it sent is delivered, so
-        // its deadlines may be judged again.
-        let supervisor = self.supervisor.clone();
-        output.on_wait(move || {
-            if busy.done() {
-                let _ = supervisor.send(Request::Wake);
-            }
-        });
-        let mut input = BufReader::new(output);
-        loop {
-            match read_frame::<FromWorker>(&mut input) {
-                Ok(Some((FromWorker::Ready { image_check, .. }, _))) => {
-                    self.on_handshake(id, image_check);
-                }
-                Ok(Some((FromWorker::Initialized, _))) => self.on_initialized(id),
-                Ok(Some((
-                    FromWorker::Answers {
-                        id: call_id,
-                        first,
-                        failures,
-                        lens,
-                    },
-                    payload,
-                ))) => {
-                    let Some(outcomes) = split_answers(failures, &lens, payload) else {
-                        break; // A frame that contradicts itself: treat as an end.
-                    };
-                    self.on_answers(id, pid, call_id, first as usize, outcomes);
-                }
-                Ok(Some((FromWorker::InitFailed(failure), _))) => {
-                    self.on_init_failed(failure.message);
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        // The output ended: the worker has exited or is dying. Reap it.
-        drop(input);
-        let status = child.wait();
-        self.on_exit(id, transport::exit_cause(status));
-    }
-
     /// Kills workers whose item ran past its deadline, that never became
-    /// ready, or that outlived `SIGTERM`; returns the next deadline. Runs
-    /// on the supervisor, which runs no user code: a timed-out item's
-    /// failure is delivered by its worker's reader.
+    /// ready, or that outlived a graceful stop; returns the next deadline.
+    /// Runs on the supervisor, which runs no user code: a timed-out item's
+    /// failure is delivered by its worker's events thread.
     fn expire(&self, now: Instant) -> Option<Instant> {
         let mut state = self.state.lock();
         let mut next: Option<Instant> = None;
         let mut wake_at = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
-        let limit = self.config.task_timeout.unwrap_or_default();
+        let limit = self.config.timeout.unwrap_or_default();
         for worker in &mut state.workers {
             if let Some(at) = worker.kill_at {
                 if at <= now {
                     worker.kill_at = None;
-                    transport::signal(&worker.pidfd, Signal::KILL);
+                    if let Some(link) = &worker.link {
+                        link.stop(StopHow::Kill);
+                    }
                 } else {
                     wake_at(at);
                 }
@@ -454,7 +409,7 @@ impl Engine {
             if !worker.handshaken {
                 let limit = worker.started + STARTUP_TIMEOUT;
                 if limit <= now {
-                    worker.kill(Stop::NeverReady, Signal::KILL);
+                    worker.stop(Stop::NeverReady, StopHow::Kill);
                     continue;
                 }
                 wake_at(limit);
@@ -470,62 +425,20 @@ impl Engine {
                 continue;
             }
             if !worker.reader.may_judge() {
-                continue; // Its reader wakes us when it is back.
+                continue; // Its events thread wakes us once caught up.
             }
-            // Settled now, like a cancel: if its answer is already in the
-            // pipe, it is dropped, not delivered late.
+            // Settled now, like a cancel: if its answer is already on its
+            // way, it is dropped, not delivered late.
             let position = head.answered;
             if position < head.call.items.len() && head.settled.is_none() {
                 head.settled = Some(position);
                 head.owed = Some(Error::TaskTimeout(limit));
                 let call_id = head.call_id;
-                worker.kill(Stop::Timeout { call_id }, Signal::KILL);
+                worker.stop(Stop::Timeout { call_id }, StopHow::Kill);
             }
         }
         next
     }
-}
-
-/// Each answered item's outcome, from one `Answers` frame.
-fn split_answers(
-    failures: Vec<Option<RemoteFailure>>,
-    lens: &[u64],
-    payload: Payload,
-) -> Option<Vec<Result<Bytes, RemoteFailure>>> {
-    if failures.len() != lens.len() {
-        return None;
-    }
-    let mut payload = match payload {
-        Ok(bytes) if lens.iter().sum::<u64>() == bytes.len() as u64 => Bytes::from(bytes),
-        Ok(_) => return None,
-        Err(total) => {
-            // Too large to hold: every result in it is lost.
-            let lost = || {
-                RemoteFailure::new(
-                    FailureKind::Serialize,
-                    format!("the result ({total} bytes) does not fit in this process's memory"),
-                )
-            };
-            return Some(
-                failures
-                    .into_iter()
-                    .map(|f| Err(f.unwrap_or_else(lost)))
-                    .collect(),
-            );
-        }
-    };
-    let outcomes = failures
-        .into_iter()
-        .zip(lens)
-        .map(|(failure, &len)| {
-            let part = payload.split_to(len as usize);
-            match failure {
-                Some(f) => Err(f),
-                None => Ok(part),
-            }
-        })
-        .collect();
-    Some(outcomes)
 }
 
 /// The supervisor: starts workers and enforces deadlines, until the pool

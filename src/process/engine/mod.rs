@@ -1,89 +1,406 @@
-//! The engine: dispatch, the worker table, and what happens when a worker
-//! ends. It moves opaque payloads and knows calls only as [`Sink`]s.
+//! The process engine, for front ends: it runs calls on workers that a
+//! transport provides, and decides what happens when they end (SPEC P1-P10,
+//! B1-B3). The Rust [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) is
+//! one front end; another (a Python package, say) brings its own codec and
+//! its own worker program ([`Launcher`], [`worker`](super::worker)).
 //!
-//! Threads per pool: one *supervisor*, which starts every worker (so that
-//! `PR_SET_PDEATHSIG` ties workers to a thread that lives as long as they
-//! do) and enforces deadlines; one *reader* per worker, which reads its
-//! answers, completes futures, hands the worker its next call, and reaps it
-//! when it ends; and, only while a worker's input is full, a *writer* for
-//! it (see the transport). Submitting writes straight into an idle worker's
-//! pipe without ever blocking: a round trip crosses no thread but the
-//! reader, and no thread waits on a worker that is not reading.
+//! The engine moves opaque payloads: a [`Call`] is a function reference
+//! and arguments the front end encoded; answers go to the call's [`Sink`],
+//! which decodes them into futures; a [`Codec`] checks each worker's proof
+//! that it can run the pool's calls. How workers are had is the
+//! transport's business (`transport`): starting them, carrying messages,
+//! stopping them, and saying how they ended.
 //!
-//! A call has one or more items (a chunk of `map`); the worker answers
-//! each, in order. When the pool has a per-task time limit, each answer is
-//! flushed at once, so the engine knows which item runs: the limit is per
-//! item (SPEC B1), and a worker's end fails only that item, sending the
-//! ones that never started to another worker. Without a limit, answers of
-//! a chunk come together, and a worker that dies in a chunk fails every
-//! item of it that had not answered.
+//! # A call's life
 //!
-//! What happens when a worker speaks or ends is in `lifecycle.rs`.
+//! | state | where | how it leaves |
+//! |---|---|---|
+//! | queued | `State::queue`; futures pending | dispatched (futures marked running); cancelled (`Future::cancel`, `shutdown(cancel_futures)`); failed (broken pool) |
+//! | sent | a worker's `in_flight`, behind the executing call (sent ahead) | becomes executing when the call before it answers; queued again if its worker ends first |
+//! | executing | the head of `in_flight`, one item at a time | answered; timed out; cancelled; lost with its worker |
+//! | answered | delivered to its sink (an item at a time) | done |
+//! | timed out | settled with `TaskTimeout` (B1), worker killed | done; its unanswered items queued again |
+//! | cancelled | settled with `Cancelled` by `pool.cancel` (B2), worker killed | done; its other unanswered items queued again |
+//! | lost | its worker died | broken pool (P6), or with self-healing (B3) the executing item fails with `WorkerDied` and the rest is queued again |
 //!
-//! Every worker end goes through `Engine::on_exit`, which decides from
-//! the reason recorded before the kill (timeout, cancel, retirement,
-//! shutdown, terminate) or, with none recorded, treats it as a crash:
-//! broken pool by default (SPEC P6), the one item failed and a replacement
-//! started with self-healing (SPEC B3).
+//! Without a per-task limit a chunk's answers come together when the chunk
+//! ends, so a crash fails every unanswered item of the executing call:
+//! any of them may have run.
 //!
-//! User code (callbacks, `Deserialize`, `Drop` of values) runs only after
-//! the state lock is released. A thread of the engine may run such code,
-//! and that code may shut the pool down or drop it; waiting there for the
-//! workers would wait on the thread itself, so from the engine's own
-//! threads `shutdown` and the terminate calls never wait (`on_engine_thread`).
+//! # Threads and races
+//!
+//! The transport's threads report what they hear ([`LinkEvents`]); the
+//! *supervisor* starts workers (so that a child dies with the thread that
+//! started it) and enforces deadlines; submitting threads dispatch. Every
+//! decision is made under the one state lock, and every race is settled
+//! there: a cancel or a timeout *settles* an item before its worker is
+//! killed, so an answer that arrives after is dropped, and the settled
+//! item's worker end does not fail it again. A timed-out item's failure is
+//! delivered by the worker's events thread, so the supervisor runs no user
+//! code; and a deadline is not judged while that thread is delivering
+//! (`ReaderBusy`): the answer may be waiting unread.
+//!
+//! # Locks
+//!
+//! The state lock, then a link's own lock (`Link::push` under it); never
+//! the other way round. User code (sinks: decoding, callbacks) and writing
+//! (`Link::flush`) run only after the state lock is released.
+//! `Lifecycle` is lock-free but for its worker count, which is taken
+//! only alone.
+
+mod lifecycle;
+mod table;
+#[cfg(test)]
+mod tests;
 
 use std::cell::Cell;
-use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::SeqCst;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex};
-use rustix::process::Signal;
+use parking_lot::Mutex;
 
-mod lifecycle;
-
-use super::call::{EncodedCall, FnRef, Item, Sink};
-use super::transport::{self, Frame, Input, WorkerCommand};
-use super::wire::{ToWorker, encode_head};
-use crate::error::{BrokenExecutor, BrokenKind, Error};
+use self::table::{Queued, Running, Settle, State, Stop};
+use super::launcher::Launcher;
+use super::transport::pipe::PipeTransport;
+use super::transport::{StopHow, ToWorker, Transport};
+use crate::at_exit::{self, FinishAtExit};
+use crate::error::{BrokenExecutor, BrokenKind, BuildError, Error, WorkerId};
+use crate::executor::Shutdown;
+use crate::lifecycle::Lifecycle;
 
 /// How long a started worker may take to report ready. Generous, since a
-/// loaded machine can be slow to exec; a worker that never reports (its
-/// entry was not linked and it runs `main` instead) fails the pool after
-/// this long rather than hanging it.
+/// loaded machine can be slow to start a process; a worker that never
+/// reports (its entry was not linked and it runs `main` instead) fails the
+/// pool after this long rather than hanging it.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long `terminate_workers` lets a worker handle `SIGTERM` before it
-/// is killed for good. Long enough for a handler to clean up, short
-/// enough that a task ignoring the signal holds up a shutdown only briefly.
+/// How long `terminate_workers` lets a worker handle its graceful stop
+/// before it is killed for good. Long enough for a handler to clean up,
+/// short enough that a task ignoring it holds up a shutdown only briefly.
 const TERMINATE_GRACE: Duration = Duration::from_secs(1);
-
-/// Calls sent to a busy worker ahead of time, once the pool has all its
-/// workers. One keeps a worker from idling between a result and its next
-/// call (the round trip through the pool) and costs at most one call's
-/// wait behind a long one; more would only add imbalance. CPython's pool
-/// makes the same trade with `EXTRA_QUEUED_CALLS = 1`. A call sent ahead
-/// is marked running, as in CPython, but until it starts it is neither
-/// timed nor lost when its worker dies: it goes back to the queue.
-const CALLS_AHEAD: usize = 1;
-
-/// Only calls this small are sent ahead: a call waiting in a busy
-/// worker's pipe should fit the pipe's buffer (64 KiB by default), so that
-/// a worker's input stays short enough for a dead worker's calls to be
-/// re-sent cheaply. Larger calls go only to workers that are reading.
-const SEND_AHEAD_MAX_BYTES: usize = 16 * 1024;
 
 thread_local! {
     /// The engine whose internal thread this is (0: none). A `Cell` of a
     /// plain integer: still readable while the thread's other locals are
     /// being destroyed, as at process exit.
     static ENGINE_THREAD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The pool side of a front end's codec: what the engine needs to know of
+/// payloads, which is almost nothing.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::process::engine::Codec;
+///
+/// struct Text;
+///
+/// impl Codec for Text {
+///     fn check_worker(&self, proof: &[u8]) -> Result<(), String> {
+///         (proof == b"text v1").then_some(()).ok_or_else(|| "a different worker".into())
+///     }
+///
+///     fn failure_text(&self, failure: &[u8]) -> String {
+///         String::from_utf8_lossy(failure).into_owned()
+///     }
+/// }
+///
+/// assert!(Text.check_worker(b"text v1").is_ok());
+/// ```
+pub trait Codec: Send + Sync + 'static {
+    /// Whether a worker that introduced itself with `proof` (see
+    /// [`CallHandler::proof`](super::worker::CallHandler::proof)) can run
+    /// this pool's calls.
+    ///
+    /// # Errors
+    ///
+    /// Why not: the pool breaks with it.
+    fn check_worker(&self, proof: &[u8]) -> Result<(), String>;
+
+    /// A failure payload as text (an initializer's, for the reason the
+    /// pool breaks with).
+    fn failure_text(&self, failure: &[u8]) -> String;
+}
+
+/// Where a call's outcomes go: the futures waiting for it, one per item,
+/// indexed as the [`Item`]s of its [`Call`]. The front end decodes here.
+///
+/// # Examples
+///
+/// A sink that keeps results as text:
+///
+/// ```
+/// use std::sync::Mutex;
+/// use bytes::Bytes;
+/// use concurrent_futures::{Error, WorkerId};
+/// use concurrent_futures::process::engine::Sink;
+///
+/// #[derive(Default)]
+/// struct Collect(Mutex<Vec<(usize, String)>>);
+///
+/// impl Sink for Collect {
+///     fn start(&self) -> bool {
+///         true
+///     }
+///     fn answer(&self, index: usize, _: &WorkerId, outcome: Result<Bytes, Bytes>) {
+///         let text = match outcome {
+///             Ok(v) | Err(v) => String::from_utf8_lossy(&v).into_owned(),
+///         };
+///         self.0.lock().unwrap().push((index, text));
+///     }
+///     fn fail(&self, index: usize, error: Error) {
+///         self.0.lock().unwrap().push((index, error.to_string()));
+///     }
+///     fn cancel(&self, index: usize) {
+///         self.fail(index, Error::Cancelled);
+///     }
+///     fn position(&self, _key: usize) -> Option<usize> {
+///         None
+///     }
+/// }
+///
+/// let sink = Collect::default();
+/// sink.answer(0, &WorkerId::process(1), Ok(Bytes::from_static(b"hi")));
+/// assert_eq!(sink.0.lock().unwrap()[0], (0, "hi".to_owned()));
+/// ```
+pub trait Sink: Send + Sync {
+    /// Marks every future running, as the call is dispatched; false when
+    /// all were cancelled, so the call need not run (SPEC F7).
+    fn start(&self) -> bool;
+
+    /// The worker's answer for item `index`: its encoded result, or its
+    /// encoded failure.
+    fn answer(&self, index: usize, worker: &WorkerId, outcome: Result<Bytes, Bytes>);
+
+    /// Fails item `index` with the engine's error (timed out, cancelled,
+    /// worker died, broken pool).
+    fn fail(&self, index: usize, error: Error);
+
+    /// Cancels item `index`, which never started (shutdown with
+    /// `cancel_futures`).
+    fn cancel(&self, index: usize);
+
+    /// Which item `key` names, if it is one of this call's: the key a
+    /// front end passes to [`Engine::cancel_running`].
+    fn position(&self, key: usize) -> Option<usize>;
+}
+
+/// One argument of a [`Call`]: which of the call's futures it is, and
+/// where its bytes are in the call's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item {
+    /// The item's index among its sink's futures.
+    pub index: usize,
+    /// Where its bytes start in the buffer.
+    pub start: usize,
+    /// Where they end.
+    pub end: usize,
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// A call ready to send: a function reference and arguments, as a front
+/// end's codec encoded them. The arguments share one buffer, so a chunk is
+/// one allocation however many items it has, and sending it (again) copies
+/// nothing.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::Bytes;
+/// use concurrent_futures::process::engine::{Call, Item};
+///
+/// let one = Call::single(Bytes::from_static(b"upper"), Bytes::from_static(b"abc"));
+/// assert_eq!(one.len(), 1);
+/// let two = Call::from_buffer(
+///     Bytes::from_static(b"upper"),
+///     Bytes::from_static(b"abcde"),
+///     vec![Item { index: 0, start: 0, end: 2 }, Item { index: 1, start: 2, end: 5 }],
+/// );
+/// assert_eq!(two.map(|c| c.len()), Some(2));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Call {
+    function: Bytes,
+    buffer: Bytes,
+    items: Vec<Item>,
+}
+
+impl Call {
+    /// A call with items the caller made sure lie within `buffer`.
+    pub(crate) fn new(function: Bytes, buffer: Bytes, items: Vec<Item>) -> Call {
+        Call {
+            function,
+            buffer,
+            items,
+        }
+    }
+
+    /// `function(arg)`, one item (index 0).
+    pub fn single(function: Bytes, arg: Bytes) -> Call {
+        let end = arg.len();
+        Call::new(
+            function,
+            arg,
+            vec![Item {
+                index: 0,
+                start: 0,
+                end,
+            }],
+        )
+    }
+
+    /// `function` on each of `items`, which lie in `buffer`; `None` if one
+    /// does not, or there is none.
+    pub fn from_buffer(function: Bytes, buffer: Bytes, items: Vec<Item>) -> Option<Call> {
+        let fits = |i: &Item| i.start <= i.end && i.end <= buffer.len();
+        (!items.is_empty() && items.iter().all(fits)).then(|| Call::new(function, buffer, items))
+    }
+
+    /// How many items it has.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when it has no item (never, for a call built here).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn payload_len(&self) -> usize {
+        self.items.iter().map(Item::len).sum()
+    }
+
+    /// The items' bytes, as few slices of the buffer as they allow.
+    fn parts(&self) -> Vec<Bytes> {
+        let mut parts: Vec<(usize, usize)> = Vec::with_capacity(1);
+        for item in &self.items {
+            match parts.last_mut() {
+                Some(last) if last.1 == item.start => last.1 = item.end,
+                _ => parts.push((item.start, item.end)),
+            }
+        }
+        parts
+            .into_iter()
+            .map(|(start, end)| self.buffer.slice(start..end))
+            .collect()
+    }
+
+    /// The same call with only `items`.
+    fn with_items(&self, items: Vec<Item>) -> Call {
+        Call::new(self.function.clone(), self.buffer.clone(), items)
+    }
+}
+
+/// How an [`Engine`] runs.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use concurrent_futures::process::engine::EngineOptions;
+///
+/// let options = EngineOptions::new(4)
+///     .self_healing(true)
+///     .task_timeout(Duration::from_secs(30));
+/// assert_eq!(options.workers(), 4);
+/// ```
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    max_workers: usize,
+    max_tasks_per_child: Option<usize>,
+    self_healing: bool,
+    task_timeout: Option<Duration>,
+    initializer: Option<(Bytes, Bytes)>,
+    startup_advice: String,
+    join_at_exit: bool,
+}
+
+impl EngineOptions {
+    /// At most `max_workers` workers; nothing else on.
+    pub fn new(max_workers: usize) -> Self {
+        EngineOptions {
+            max_workers,
+            max_tasks_per_child: None,
+            self_healing: false,
+            task_timeout: None,
+            initializer: None,
+            startup_advice: String::new(),
+            join_at_exit: true,
+        }
+    }
+
+    /// How many workers at most.
+    pub fn workers(&self) -> usize {
+        self.max_workers
+    }
+
+    /// A worker is replaced after this many calls (SPEC P7).
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// A worker's death fails only its item and a new worker takes its
+    /// place (SPEC B3), rather than breaking the pool.
+    pub fn self_healing(mut self, on: bool) -> Self {
+        self.self_healing = on;
+        self
+    }
+
+    /// Each item's limit (SPEC B1); its worker is killed when it passes.
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.task_timeout = Some(limit);
+        self
+    }
+
+    /// Every worker runs `function(arg)` first (SPEC P5).
+    pub fn initializer(mut self, function: Bytes, arg: Bytes) -> Self {
+        self.initializer = Some((function, arg));
+        self
+    }
+
+    /// What to tell the user when a worker ends before its loop started
+    /// (how the front end's worker program must be set up).
+    pub fn startup_advice(mut self, advice: impl Into<String>) -> Self {
+        self.startup_advice = advice.into();
+        self
+    }
+
+    /// Whether the process's exit waits for the accepted work (SPEC E3);
+    /// on by default.
+    pub fn join_at_exit(mut self, on: bool) -> Self {
+        self.join_at_exit = on;
+        self
+    }
+}
+
+/// Refused by [`Engine::submit`]: the call and its sink back, and why.
+pub struct Refused {
+    /// The call not scheduled.
+    pub call: Call,
+    /// Its sink, untouched.
+    pub sink: Arc<dyn Sink>,
+    /// [`Error::ShutDown`] or [`Error::Broken`].
+    pub error: Error,
+}
+
+impl fmt::Debug for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refused")
+            .field("call", &self.call)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The pool's state at one moment, for `Debug`.
@@ -97,58 +414,42 @@ pub(crate) struct Snapshot {
     pub(crate) shut_down: bool,
 }
 
-/// What the engine is configured with.
-pub(crate) struct EngineConfig {
-    pub(crate) max_workers: usize,
-    pub(crate) max_tasks_per_child: Option<usize>,
-    pub(crate) self_healing: bool,
-    pub(crate) task_timeout: Option<Duration>,
-    pub(crate) initializer: Option<(FnRef, Bytes)>,
-    /// How to start a worker; `None` for an engine that starts none.
-    pub(crate) command: Option<&'static WorkerCommand>,
+/// What the engine runs with.
+struct Config {
+    options: EngineOptions,
+    /// The worker's per-item deadline, when the transport can enforce one.
+    timeout: Option<Duration>,
+    transport: Arc<dyn Transport>,
+    codec: Arc<dyn Codec>,
 }
 
-/// A call waiting for a worker.
-pub(crate) struct Job {
-    pub(crate) call: EncodedCall,
-    pub(crate) sink: Arc<dyn Sink>,
-}
-
-/// A call in the queue.
-struct Queued {
-    call: EncodedCall,
-    sink: Arc<dyn Sink>,
-    /// Already marked running: it was sent to a worker that ended before
-    /// these items started, and is now sent again.
-    started: bool,
-}
-
-impl Queued {
-    /// Cancels a queued call: a fresh one is still pending and is
-    /// cancelled; one sent again is already marked running, so it fails
-    /// with `Cancelled` instead.
-    fn cancel_into(self, settle: &mut Settle) {
-        for item in &self.call.items {
-            if self.started {
-                settle.fail(&self.sink, item.index, Error::Cancelled);
-            } else {
-                settle.cancelled.push((Arc::clone(&self.sink), item.index));
-            }
-        }
-    }
-
-    fn fail_into(self, settle: &mut Settle, error: &Error) {
-        for item in &self.call.items {
-            settle.fail(&self.sink, item.index, error.clone());
-        }
-    }
-}
-
-pub(crate) struct Engine {
-    config: EngineConfig,
+/// A pool of workers that runs [`Call`]s: dispatch, send-ahead, time
+/// limits, cancelling running calls, self-healing and breaking, shutdown
+/// (see the module docs).
+///
+/// # Examples
+///
+/// Another front end starts its own workers (here this very program,
+/// with the Rust front end's codec: see `ProcessPoolExecutor` for that):
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use concurrent_futures::process::Launcher;
+/// use concurrent_futures::process::engine::{Codec, Engine, EngineOptions};
+/// # struct MyCodec;
+/// # impl Codec for MyCodec {
+/// #     fn check_worker(&self, _: &[u8]) -> Result<(), String> { Ok(()) }
+/// #     fn failure_text(&self, f: &[u8]) -> String { String::from_utf8_lossy(f).into() }
+/// # }
+///
+/// let launcher = Launcher::new("/usr/bin/python3").args(["-m", "my_package._worker"]);
+/// let engine = Engine::start(EngineOptions::new(2), launcher, Arc::new(MyCodec)).unwrap();
+/// assert_eq!(engine.max_workers(), 2);
+/// ```
+pub struct Engine {
+    config: Config,
     state: Mutex<State>,
-    /// Signalled whenever a worker is removed from the table.
-    worker_gone: Condvar,
+    life: Lifecycle,
     supervisor: Sender<Request>,
 }
 
@@ -158,226 +459,55 @@ enum Request {
     Wake,
 }
 
-#[derive(Default)]
-struct State {
-    queue: VecDeque<Queued>,
-    workers: Vec<Worker>,
-    /// Spawns requested and not yet in `workers`.
-    starting: usize,
-    /// Workers removed whose futures are still being settled: shutdown
-    /// waits for these too, so that it returns only when every future a
-    /// worker's end fails is done.
-    exiting: usize,
-    broken: Option<BrokenExecutor>,
-    shut_down: bool,
-    next_worker: u64,
-    next_call: u64,
-}
-
-struct Worker {
-    id: u64,
-    pid: u32,
-    pidfd: Arc<OwnedFd>,
-    /// `None` once told to exit (its input closed).
-    input: Option<Arc<Input>>,
-    started: Instant,
-    /// The worker's loop answered: its entry ran.
-    handshaken: bool,
-    /// Handshaken and initialized: calls sent now start executing, so
-    /// their timeouts may start counting.
-    ready: bool,
-    /// Calls sent to the worker, oldest first: the first is executing, the
-    /// rest wait in its pipe (see [`CALLS_AHEAD`]).
-    in_flight: VecDeque<Running>,
-    tasks_done: usize,
-    /// Why we ended it, set before the kill or close; `None` = a crash.
-    stop: Option<Stop>,
-    /// When a worker sent `SIGTERM` gets `SIGKILL` (see [`TERMINATE_GRACE`]).
-    kill_at: Option<Instant>,
-    /// Shared with the worker's reader thread, see [`ReaderBusy`].
-    reader: Arc<ReaderBusy>,
-}
-
-/// Whether a worker's reader is delivering answers (running user code:
-/// `Deserialize`, callbacks). Meanwhile it reads nothing, so an item whose
-/// deadline passes may well have answered: its answer waits unread. The
-/// supervisor then leaves the deadline to be judged once the reader has
-/// caught up with everything the worker sent, rather than kill a worker
-/// whose task finished in time; a slow callback delays that worker's time
-/// limit by as much, never makes it wrong.
-#[derive(Default)]
-struct ReaderBusy {
-    delivering: AtomicBool,
-    /// The supervisor skipped a deadline while the reader delivered.
-    deferred: AtomicBool,
-}
-
-impl ReaderBusy {
-    /// The supervisor's side: true when the deadline may be judged now.
-    /// ORDERING: SeqCst on both sides (a Dekker pair with `done`): either
-    /// the supervisor sees the reader back, or the reader sees the
-    /// deferral and wakes the supervisor.
-    fn may_judge(&self) -> bool {
-        self.deferred.store(true, SeqCst);
-        if self.delivering.load(SeqCst) {
-            return false;
-        }
-        self.deferred.store(false, SeqCst);
-        true
-    }
-
-    /// The reader's side, after delivering: true when the supervisor must
-    /// look at this worker's deadline again.
-    fn done(&self) -> bool {
-        self.delivering.store(false, SeqCst);
-        self.deferred.swap(false, SeqCst)
-    }
-}
-
-/// A call sent to a worker.
-struct Running {
-    call_id: u64,
-    /// Kept until the call has answered, so that its items that never
-    /// started can be sent to another worker.
-    call: EncodedCall,
-    sink: Arc<dyn Sink>,
-    /// How many items have answered; the next one is executing.
-    answered: usize,
-    /// The item (by position in `call.items`) the engine settled itself,
-    /// by a timeout or a cancel: its late answer, if any, is dropped.
-    settled: Option<usize>,
-    /// What the settled item is still owed: the timeout's error, which
-    /// the worker's reader delivers (the supervisor runs no user code).
-    owed: Option<Error>,
-    /// When the executing item must have answered.
-    deadline: Option<Instant>,
-}
-
-impl Running {
-    /// The items that have not answered and were not settled, by position.
-    fn unanswered(&self) -> impl Iterator<Item = usize> + '_ {
-        (self.answered..self.call.items.len()).filter(move |&p| Some(p) != self.settled)
-    }
-
-    fn fail_into(&mut self, settle: &mut Settle, error: &Error) {
-        self.pay_owed(settle);
-        for position in self.unanswered() {
-            settle.fail(&self.sink, self.call.items[position].index, error.clone());
-        }
-    }
-
-    /// Delivers what the settled item is owed, if anything.
-    fn pay_owed(&mut self, settle: &mut Settle) {
-        if let (Some(position), Some(error)) = (self.settled, self.owed.take()) {
-            settle.fail(&self.sink, self.call.items[position].index, error);
-        }
-    }
-
-    /// The items at `positions`, as a call to queue again.
-    fn requeue(&self, positions: impl Iterator<Item = usize>) -> Option<Queued> {
-        let items: Vec<Item> = positions.map(|p| self.call.items[p]).collect();
-        (!items.is_empty()).then(|| Queued {
-            call: self.call.with_items(items),
-            sink: Arc::clone(&self.sink),
-            started: true,
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stop {
-    /// This call's executing item ran over the per-task timeout (SPEC B1).
-    Timeout { call_id: u64 },
-    /// An item of this executing call was cancelled (SPEC B2).
-    Cancelled { call_id: u64 },
-    /// `max_tasks_per_child` reached (SPEC P7).
-    Retired,
-    /// Shutdown: no more work.
-    ShutDown,
-    /// `terminate_workers` / `kill_workers` (SPEC P9), or a broken pool.
-    Terminated,
-    /// Never reported ready.
-    NeverReady,
-}
-
-/// Futures to settle after the state lock is released: settling runs
-/// callbacks, which are user code.
-#[derive(Default)]
-struct Settle {
-    /// Inputs with frames queued under the lock, to write after it.
-    sends: Vec<Arc<Input>>,
-    failed: Vec<(Arc<dyn Sink>, usize, Error)>,
-    cancelled: Vec<(Arc<dyn Sink>, usize)>,
-}
-
-impl Settle {
-    fn fail(&mut self, sink: &Arc<dyn Sink>, index: usize, error: Error) {
-        self.failed.push((Arc::clone(sink), index, error));
-    }
-
-    fn extend(&mut self, other: Settle) {
-        self.sends.extend(other.sends);
-        self.failed.extend(other.failed);
-        self.cancelled.extend(other.cancelled);
-    }
-
-    /// Writes the queued frames, before anything else runs.
-    fn run_sends(&mut self) {
-        for input in self.sends.drain(..) {
-            input.flush();
-        }
-    }
-
-    fn run(mut self) {
-        self.run_sends();
-        for (sink, index, error) in self.failed {
-            sink.fail(index, error);
-        }
-        for (sink, index) in self.cancelled {
-            sink.cancel(index);
-        }
-    }
-}
-
-impl Worker {
-    fn accepts_calls(&self) -> bool {
-        self.stop.is_none() && self.input.is_some()
-    }
-
-    fn idle(&self) -> bool {
-        self.in_flight.is_empty() && self.accepts_calls()
-    }
-
-    /// Closes the worker's input: its loop ends once it has read what was
-    /// sent, or at once if it is killed.
-    fn close_input(&mut self) {
-        if let Some(input) = self.input.take() {
-            input.close();
-        }
-    }
-
-    /// Ends the worker for `reason`: recorded first, so `on_exit` knows.
-    fn kill(&mut self, reason: Stop, signal: Signal) {
-        if self.stop.is_none() {
-            self.stop = Some(reason);
-        }
-        transport::signal(&self.pidfd, signal);
-    }
-}
-
 impl Engine {
-    pub(crate) fn start(config: EngineConfig) -> Arc<Engine> {
+    /// Starts an engine whose workers are processes of `launcher`'s
+    /// program, which must serve with
+    /// [`worker::serve_if_worker`](super::worker::serve_if_worker). Workers
+    /// start when work arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroWorkers`], [`BuildError::ZeroTasksPerChild`].
+    pub fn start(
+        options: EngineOptions,
+        launcher: Launcher,
+        codec: Arc<dyn Codec>,
+    ) -> Result<Arc<Engine>, BuildError> {
+        Engine::start_on(options, Arc::new(PipeTransport::new(launcher)), codec)
+    }
+
+    /// [`start`](Self::start) on any transport.
+    pub(crate) fn start_on(
+        options: EngineOptions,
+        transport: Arc<dyn Transport>,
+        codec: Arc<dyn Codec>,
+    ) -> Result<Arc<Engine>, BuildError> {
+        if options.max_workers == 0 {
+            return Err(BuildError::ZeroWorkers);
+        }
+        if options.max_tasks_per_child == Some(0) {
+            return Err(BuildError::ZeroTasksPerChild);
+        }
+        // A limit is enforced by killing: a transport that cannot kill one
+        // worker cannot enforce it.
+        let timeout = options.task_timeout.filter(|_| transport.stops().kill);
         let (supervisor, requests) = crossbeam_channel::unbounded();
+        let join_at_exit = options.join_at_exit;
         let engine = Arc::new(Engine {
-            config,
+            config: Config {
+                options,
+                timeout,
+                transport,
+                codec,
+            },
             state: Mutex::new(State::default()),
-            worker_gone: Condvar::new(),
+            life: Lifecycle::new(BrokenKind::ProcessPool),
             supervisor,
         });
         let weak = Arc::downgrade(&engine);
         let id = engine.id();
         // Without the supervisor no worker can start: a pool that cannot
-        // start one is broken from the first submit (see `spawn_worker`).
+        // start one is broken from the first submit.
         let started = thread::Builder::new()
             .name("process-pool-supervisor".into())
             .spawn(move || {
@@ -385,34 +515,67 @@ impl Engine {
                 lifecycle::supervise(weak, requests);
             });
         if let Err(e) = started {
-            engine.state.lock().broken = Some(BrokenExecutor::new(
-                BrokenKind::ProcessPool,
-                format!("could not start the pool's supervisor thread: {e}"),
-            ));
+            engine
+                .life
+                .break_with(format!("could not start the pool's supervisor thread: {e}"));
         }
-        engine
+        if join_at_exit {
+            let weak = Arc::downgrade(&engine);
+            at_exit::register(weak);
+        }
+        Ok(engine)
     }
 
     /// An engine that refuses all work with `reason` and starts nothing.
     pub(crate) fn refusing(reason: String) -> Arc<Engine> {
+        struct Nowhere;
+        impl Transport for Nowhere {
+            fn start(
+                &self,
+                _: Arc<dyn super::transport::LinkEvents>,
+            ) -> std::io::Result<Arc<dyn super::transport::Link>> {
+                Err(std::io::Error::other("this pool starts no workers"))
+            }
+            fn send_ahead(&self) -> super::transport::SendAhead {
+                super::transport::SendAhead {
+                    calls: 0,
+                    max_bytes: 0,
+                }
+            }
+            fn stops(&self) -> super::transport::Stops {
+                super::transport::Stops {
+                    terminate: false,
+                    kill: false,
+                }
+            }
+            fn name(&self) -> &str {
+                "nowhere"
+            }
+        }
+        struct Nothing;
+        impl Codec for Nothing {
+            fn check_worker(&self, _: &[u8]) -> Result<(), String> {
+                Err("this pool has no workers".into())
+            }
+            fn failure_text(&self, failure: &[u8]) -> String {
+                String::from_utf8_lossy(failure).into_owned()
+            }
+        }
+        let options = EngineOptions::new(1).join_at_exit(false);
         let (supervisor, _) = crossbeam_channel::unbounded();
-        let state = State {
-            broken: Some(BrokenExecutor::new(BrokenKind::ProcessPool, reason)),
-            ..State::default()
-        };
-        Arc::new(Engine {
-            config: EngineConfig {
-                max_workers: 1,
-                max_tasks_per_child: None,
-                self_healing: false,
-                task_timeout: None,
-                initializer: None,
-                command: None,
+        let engine = Engine {
+            config: Config {
+                options,
+                timeout: None,
+                transport: Arc::new(Nowhere),
+                codec: Arc::new(Nothing),
             },
-            state: Mutex::new(state),
-            worker_gone: Condvar::new(),
+            state: Mutex::new(State::default()),
+            life: Lifecycle::new(BrokenKind::ProcessPool),
             supervisor,
-        })
+        };
+        engine.life.break_with(reason);
+        Arc::new(engine)
     }
 
     fn id(&self) -> usize {
@@ -436,37 +599,46 @@ impl Engine {
                 .count(),
             starting: state.starting,
             queued: state.queue.len(),
-            broken: state.broken.is_some(),
-            shut_down: state.shut_down,
+            broken: self.life.is_broken(),
+            shut_down: self.life.is_shut_down(),
         }
     }
 
-    pub(crate) fn max_workers(&self) -> usize {
-        self.config.max_workers
+    /// The most workers it runs at once.
+    pub fn max_workers(&self) -> usize {
+        self.config.options.max_workers
+    }
+
+    /// True once shut down.
+    pub fn is_shut_down(&self) -> bool {
+        self.life.is_shut_down()
+    }
+
+    /// True once broken.
+    pub fn is_broken(&self) -> bool {
+        self.life.is_broken()
     }
 
     /// Whether each item's answer is sent as it ends (see the module docs).
     fn precise(&self) -> bool {
-        self.config.task_timeout.is_some()
+        self.config.timeout.is_some()
     }
 
-    /// Queues a call and hands it to an idle worker if there is one.
+    /// Queues `call` and hands it to an idle worker if there is one.
     ///
     /// # Errors
     ///
-    /// The job back with [`Error::ShutDown`] or [`Error::Broken`].
-    pub(crate) fn submit(&self, job: Job) -> Result<(), (Job, Error)> {
+    /// [`Refused`], with the call and its sink back, when the pool is shut
+    /// down or broken.
+    pub fn submit(&self, call: Call, sink: Arc<dyn Sink>) -> Result<(), Box<Refused>> {
         let settle = {
             let mut state = self.state.lock();
-            if let Some(b) = &state.broken {
-                return Err((job, Error::Broken(b.clone())));
-            }
-            if state.shut_down {
-                return Err((job, Error::ShutDown));
+            if let Err(error) = self.life.admit() {
+                return Err(Box::new(Refused { call, sink, error }));
             }
             state.queue.push_back(Queued {
-                call: job.call,
-                sink: job.sink,
+                call,
+                sink,
                 started: false,
             });
             self.dispatch(&mut state)
@@ -475,38 +647,41 @@ impl Engine {
         Ok(())
     }
 
-    /// The frame that sends call `call_id`.
-    fn call_frame(&self, call_id: u64, call: &EncodedCall) -> std::io::Result<Frame> {
-        let message = ToWorker::Call {
+    /// The message that sends call `call_id`.
+    fn call_message(&self, call_id: u64, call: &Call) -> ToWorker {
+        ToWorker::Call {
             id: call_id,
-            trampoline: call.function.trampoline,
-            func: call.function.func,
+            function: call.function.clone(),
             lens: call.items.iter().map(|i| i.len() as u64).collect(),
+            parts: call.parts(),
             report_each: self.precise(),
-        };
-        Ok(Frame {
-            head: encode_head(&message, call.payload_len())?,
-            body: call.parts(),
-        })
+        }
     }
 
     /// Pairs idle workers with queued calls, tells idle workers to exit once
     /// shut down with nothing left, and asks for workers that are missing.
     ///
-    /// Frames are queued on the workers' inputs here, under the lock, so
+    /// Messages are queued on the workers' links here, under the lock, so
     /// that two threads dispatching to one worker cannot reorder its calls
-    /// (a worker answers in the order it reads); they are written once the
+    /// (a worker answers in the order it reads); they are sent once the
     /// lock is released ([`Settle::run`]), which never blocks.
     fn dispatch(&self, state: &mut State) -> Settle {
         let mut settle = Settle::default();
+        let ahead = self.config.transport.send_ahead();
+        let max_workers = self.config.options.max_workers;
         // Send ahead only once every worker runs: a worker still starting
         // will take the call sooner than a busy one.
         let full = state.starting == 0
-            && state.workers.iter().filter(|w| w.stop.is_none()).count() >= self.config.max_workers;
+            && state
+                .workers
+                .iter()
+                .filter(|w| w.stop.is_none() && w.link.is_some())
+                .count()
+                >= max_workers;
         while let Some(front) = state.queue.front() {
-            let ahead_ok = full && front.call.payload_len() <= SEND_AHEAD_MAX_BYTES;
-            let depth = if ahead_ok { 1 + CALLS_AHEAD } else { 1 };
-            let max_tasks = self.config.max_tasks_per_child;
+            let ahead_ok = full && front.call.payload_len() <= ahead.max_bytes;
+            let depth = if ahead_ok { 1 + ahead.calls } else { 1 };
+            let max_tasks = self.config.options.max_tasks_per_child;
             // The least busy worker, so calls go ahead only when no worker
             // is idle.
             let Some(worker) = state
@@ -527,25 +702,14 @@ impl Engine {
             }
             let call_id = state.next_call;
             state.next_call += 1;
-            let frame = match self.call_frame(call_id, &queued.call) {
-                Ok(frame) => frame,
-                Err(e) => {
-                    let error = Error::Broken(BrokenExecutor::new(
-                        BrokenKind::ProcessPool,
-                        format!("could not encode a call's header: {e}"),
-                    ));
-                    queued.fail_into(&mut settle, &error);
-                    continue;
-                }
-            };
             let deadline = if worker.in_flight.is_empty() && worker.ready {
                 self.deadline_from_now()
             } else {
                 None
             };
-            if let Some(input) = &worker.input {
-                input.push(frame);
-                settle.sends.push(Arc::clone(input));
+            if let Some(link) = &worker.link {
+                link.push(self.call_message(call_id, &queued.call));
+                settle.sends.push(Arc::clone(link));
             }
             worker.in_flight.push_back(Running {
                 call_id,
@@ -557,7 +721,7 @@ impl Engine {
                 deadline,
             });
         }
-        if state.shut_down && state.queue.is_empty() {
+        if self.life.is_shut_down() && state.queue.is_empty() {
             for worker in state.workers.iter_mut().filter(|w| w.idle()) {
                 // Closing its input ends the worker's loop.
                 worker.stop = Some(Stop::ShutDown);
@@ -570,10 +734,11 @@ impl Engine {
             .queue
             .len()
             .saturating_sub(idle + state.starting)
-            .min(self.config.max_workers.saturating_sub(live));
-        if state.broken.is_none() {
+            .min(max_workers.saturating_sub(live));
+        if !self.life.is_broken() {
             for _ in 0..wanted {
                 state.starting += 1;
+                self.life.worker_started();
                 let _ = self.supervisor.send(Request::Spawn);
             }
         }
@@ -584,7 +749,7 @@ impl Engine {
     fn deadline_from_now(&self) -> Option<Instant> {
         let deadline = self
             .config
-            .task_timeout
+            .timeout
             .and_then(|t| Instant::now().checked_add(t));
         if deadline.is_some() {
             let _ = self.supervisor.send(Request::Wake);
@@ -594,12 +759,8 @@ impl Engine {
 
     /// Marks the pool broken: every queued and running item fails with
     /// `reason`, every worker is killed.
-    fn break_pool(state: &mut State, reason: String, settle: &mut Settle) {
-        let broken = state
-            .broken
-            .get_or_insert_with(|| BrokenExecutor::new(BrokenKind::ProcessPool, reason))
-            .clone();
-        let error = Error::Broken(broken);
+    fn break_pool(&self, state: &mut State, reason: String, settle: &mut Settle) {
+        let error = Error::Broken(self.life.break_with(reason));
         for queued in state.queue.drain(..) {
             queued.fail_into(settle, &error);
         }
@@ -608,17 +769,21 @@ impl Engine {
                 running.fail_into(settle, &error);
             }
             worker.close_input();
-            worker.kill(Stop::Terminated, Signal::KILL);
+            worker.stop(Stop::Terminated, StopHow::Kill);
         }
     }
 
-    /// Cancels the executing call of future `future_id` by killing its
-    /// worker, which is replaced (SPEC B2). The call's other items that had
-    /// not answered are sent again. A call sent ahead and still waiting in
-    /// a worker's pipe cannot be stopped without killing the call executing
-    /// before it, so it is refused, as CPython refuses to cancel the calls
-    /// it has queued to its workers.
-    pub(crate) fn cancel_running(&self, future_id: usize) -> bool {
+    /// Cancels the executing call that `key` names (see [`Sink::position`])
+    /// by killing its worker, which is replaced (SPEC B2); the call's other
+    /// unanswered items are sent again. A call sent ahead and still waiting
+    /// in a worker's input cannot be stopped without killing the call
+    /// executing before it, so it is refused (false), as CPython refuses to
+    /// cancel the calls it has queued to its workers; so is any call when
+    /// the transport cannot kill a worker.
+    pub fn cancel_running(&self, key: usize) -> bool {
+        if !self.config.transport.stops().kill {
+            return false;
+        }
         let cancelled = {
             let mut state = self.state.lock();
             let mut cancelled = None;
@@ -626,18 +791,18 @@ impl Engine {
                 let Some(head) = worker.in_flight.front_mut() else {
                     continue;
                 };
-                let Some(index) = head.sink.position(future_id) else {
+                let Some(index) = head.sink.position(key) else {
                     continue;
                 };
                 let position = head.call.items.iter().position(|i| i.index == index);
                 match position {
                     Some(p) if p >= head.answered && head.settled.is_none() => {
                         // Settled now, so that `true` is the truth even if
-                        // the answer is already in the pipe: it is dropped.
+                        // the answer is already on its way: it is dropped.
                         head.settled = Some(p);
                         cancelled = Some((Arc::clone(&head.sink), index));
                         let call_id = head.call_id;
-                        worker.kill(Stop::Cancelled { call_id }, Signal::KILL);
+                        worker.stop(Stop::Cancelled { call_id }, StopHow::Kill);
                     }
                     _ => {}
                 }
@@ -654,14 +819,15 @@ impl Engine {
         }
     }
 
-    /// SPEC E3 for processes. From one of the engine's own threads (a
-    /// done-callback) it does not wait, since the workers' ends are heard
-    /// on those threads.
-    pub(crate) fn shutdown(&self, wait: bool, cancel_futures: bool) {
+    /// Stops accepting work (SPEC E3); with `wait`, blocks until every
+    /// worker is gone and every future their ends failed is done. From one
+    /// of the engine's own threads (a done-callback) it does not wait,
+    /// since the workers' ends are heard on those threads.
+    pub fn shutdown(&self, options: Shutdown) {
         let settle = {
             let mut state = self.state.lock();
-            state.shut_down = true;
-            let cancelled: Vec<Queued> = if cancel_futures {
+            self.life.shut_down();
+            let cancelled: Vec<Queued> = if options.cancels_futures() {
                 state.queue.drain(..).collect()
             } else {
                 Vec::new()
@@ -673,33 +839,46 @@ impl Engine {
             settle
         };
         settle.run();
-        if wait && !self.on_engine_thread() {
-            self.wait_for_workers();
+        if options.waits() && !self.on_engine_thread() {
+            self.life.wait_for_workers(false);
         }
     }
 
-    /// SPEC P9: stops every worker now with `signal` and returns without
-    /// waiting for them (as CPython 3.14 does): queued calls are
-    /// cancelled, running ones fail at once. A worker that outlives
-    /// `SIGTERM` by [`TERMINATE_GRACE`] is killed.
-    pub(crate) fn stop_workers(&self, signal: Signal) {
+    /// Stops every worker now, gracefully (SPEC P9), and shuts down without
+    /// waiting for them, as CPython 3.14 does: queued calls are cancelled,
+    /// running ones fail at once. A worker that outlives the request by
+    /// [`TERMINATE_GRACE`] is killed.
+    pub fn terminate_workers(&self) {
+        self.stop_workers(StopHow::Terminate);
+    }
+
+    /// [`terminate_workers`](Self::terminate_workers), killing at once.
+    pub fn kill_workers(&self) {
+        self.stop_workers(StopHow::Kill);
+    }
+
+    fn stop_workers(&self, how: StopHow) {
+        let stops = self.config.transport.stops();
+        let how = match how {
+            StopHow::Terminate if !stops.terminate => StopHow::Kill,
+            how => how,
+        };
         let settle = {
             let mut state = self.state.lock();
-            state.shut_down = true;
+            self.life.shut_down();
             let mut settle = Settle::default();
             for queued in state.queue.drain(..).collect::<Vec<_>>() {
                 queued.cancel_into(&mut settle);
             }
-            let how = if signal == Signal::KILL {
-                "kill_workers"
-            } else {
-                "terminate_workers"
+            let name = match how {
+                StopHow::Kill => "kill_workers",
+                StopHow::Terminate => "terminate_workers",
             };
             let error = Error::Broken(BrokenExecutor::new(
                 BrokenKind::ProcessPool,
-                format!("the worker was stopped by {how} while running this task"),
+                format!("the worker was stopped by {name} while running this task"),
             ));
-            let kill_at = (signal != Signal::KILL)
+            let kill_at = (how == StopHow::Terminate)
                 .then(|| Instant::now().checked_add(TERMINATE_GRACE))
                 .flatten();
             for worker in &mut state.workers {
@@ -707,7 +886,7 @@ impl Engine {
                     running.fail_into(&mut settle, &error);
                 }
                 worker.close_input();
-                worker.kill(Stop::Terminated, signal);
+                worker.stop(Stop::Terminated, how);
                 worker.kill_at = kill_at;
             }
             if kill_at.is_some() {
@@ -717,17 +896,23 @@ impl Engine {
         };
         settle.run();
     }
+}
 
-    /// At process exit: the work this pool accepted finishes first (SPEC
-    /// E3), as CPython's exit hook joins its workers.
-    pub(crate) fn finish_at_exit(&self) {
-        self.shutdown(true, false);
+impl FinishAtExit for Engine {
+    /// The work this pool accepted finishes first (SPEC E3), as CPython's
+    /// exit hook joins its workers.
+    fn finish_at_exit(&self) {
+        self.shutdown(Shutdown::default());
     }
+}
 
-    fn wait_for_workers(&self) {
-        let mut state = self.state.lock();
-        while !state.workers.is_empty() || state.starting > 0 || state.exiting > 0 {
-            self.worker_gone.wait(&mut state);
-        }
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.snapshot();
+        f.debug_struct("Engine")
+            .field("transport", &self.config.transport.name())
+            .field("max_workers", &self.max_workers())
+            .field("state", &state)
+            .finish()
     }
 }

@@ -1,125 +1,148 @@
-//! How frames reach a worker process and how its end is noticed: pipes to
-//! a fresh process of the same executable (SPEC P4). The transport layer.
+//! The transport seam: "a way to have workers" (DESIGN, the process
+//! engine's third layer).
 //!
-//! The child gets two pipe ends, named in an environment variable, and
-//! `PR_SET_PDEATHSIG = SIGKILL`, so it dies with the thread that spawned it
-//! (the pool's long-lived supervisor) and thus with the parent (SPEC P10).
-//! Signals go through a pidfd, which cannot hit a recycled pid. Writing
-//! never blocks a caller (`input.rs`); reading ends when the worker exits,
-//! even if a process it forked keeps the pipe open (`output.rs`).
+//! A transport starts a worker (a child process, or a slot on a remote
+//! agent), carries whole messages to it and back, stops it, and says how it
+//! ended. The engine above it decides everything else; it sees workers
+//! only as [`Link`]s and hears from them only through [`LinkEvents`], on
+//! the transport's own threads. Payloads in the messages are opaque bytes
+//! the codec made.
+//!
+//! Implementations: [`pipe`] (a fresh process of a program, over pipes:
+//! the default) and, in the engine's tests, an in-memory one.
 
-mod command;
-mod input;
-mod output;
+pub(crate) mod pipe;
+pub(crate) mod wire;
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 
-use rustix::fs::{OFlags, fcntl_setfl};
-use rustix::io::{FdFlags, fcntl_dupfd_cloexec, fcntl_setfd};
-use rustix::pipe::{PipeFlags, pipe_with};
-use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+use bytes::Bytes;
 
-pub(crate) use self::command::{WorkerCommand, worker_command};
-pub(crate) use self::input::{Frame, Input};
-pub(crate) use self::output::Output;
-use crate::error::ExitCause;
+use crate::error::{ExitCause, WorkerId};
 
-/// The variable that marks a process as a worker: `<read fd>,<write fd>`.
-pub(crate) const WORKER_ENV: &str = "CONCURRENT_FUTURES_WORKER";
-
-/// A started worker process, as the pool holds it.
-pub(crate) struct Spawned {
-    pub(crate) child: Child,
-    pub(crate) pid: u32,
-    pub(crate) pidfd: Arc<OwnedFd>,
-    pub(crate) input: Arc<Input>,
-    pub(crate) output: Output,
+/// What the engine sends a worker.
+#[derive(Debug, Clone)]
+pub(crate) enum ToWorker {
+    /// Run the initializer `function(arg)` before any call (SPEC P5).
+    Init { function: Bytes, arg: Bytes },
+    /// Run `function` on each item, in order. The items are `parts`
+    /// concatenated, `lens` long each. With `report_each`, each item is
+    /// answered as soon as it ends; otherwise all at once at the end.
+    Call {
+        id: u64,
+        function: Bytes,
+        lens: Vec<u64>,
+        parts: Vec<Bytes>,
+        report_each: bool,
+    },
 }
 
-/// A pipe end numbered 3 or above: 0, 1 and 2 are the standard streams,
-/// and a child end there (possible when the parent closed one of them)
-/// would make the child's stdout our protocol pipe.
-fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
-    if fd.as_raw_fd() > 2 {
-        return Ok(fd);
-    }
-    Ok(fcntl_dupfd_cloexec(&fd, 3)?)
+/// What a worker sends the engine.
+#[derive(Debug, Clone)]
+pub(crate) enum FromWorker {
+    /// The worker's loop runs; `proof` is for the codec to check that it
+    /// can run this pool's calls.
+    Ready { proof: Bytes },
+    /// The initializer ran; calls execute from now on.
+    Initialized,
+    /// The initializer failed (a codec payload); the worker exits next.
+    InitFailed { failure: Bytes },
+    /// Items `first..` of call `id` ended, in order.
+    Answers {
+        id: u64,
+        first: u32,
+        answers: Vec<Answer>,
+    },
 }
 
-/// Starts a worker: this program again, started as the parent was (see
-/// `command.rs`), entering the worker loop before `main` (`worker.rs`).
-pub(crate) fn spawn(command: &WorkerCommand) -> io::Result<Spawned> {
-    // Every end is close-on-exec; the child's ends are made inheritable
-    // only inside the child, between fork and exec, so no other process
-    // spawned concurrently inherits them.
-    let (child_reads, parent_writes) = pipe_with(PipeFlags::CLOEXEC)?;
-    let (parent_reads, child_writes) = pipe_with(PipeFlags::CLOEXEC)?;
-    let (child_reads, child_writes) = (above_stdio(child_reads)?, above_stdio(child_writes)?);
-    fcntl_setfl(&parent_writes, OFlags::NONBLOCK)?;
-    fcntl_setfl(&parent_reads, OFlags::NONBLOCK)?;
-    let (read_fd, write_fd) = (child_reads.as_raw_fd(), child_writes.as_raw_fd());
-    let parent = rustix::process::getpid();
-    let mut cmd = Command::new(&command.program);
-    if let Some((argv0, args)) = command.argv.split_first() {
-        cmd.arg0(argv0).args(args);
-    }
-    cmd.env(WORKER_ENV, format!("{read_fd},{write_fd}"))
-        .stdin(Stdio::null());
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // makes async-signal-safe system calls (fcntl, prctl, getppid); it
-    // allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            fcntl_setfd(&child_reads, FdFlags::empty())?;
-            fcntl_setfd(&child_writes, FdFlags::empty())?;
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            // The parent may have died before the line above took effect.
-            if rustix::process::getppid() != Some(parent) {
-                return Err(io::Error::other("the pool's process exited"));
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
-    let pid = child.id();
-    let pidfd = match Pid::from_raw(pid as i32).map(|p| pidfd_open(p, PidfdFlags::empty())) {
-        Some(Ok(fd)) => Arc::new(fd),
-        Some(Err(e)) => return Err(kill_unwatched(child, e.into())),
-        None => return Err(kill_unwatched(child, io::Error::other("invalid pid"))),
-    };
-    Ok(Spawned {
-        child,
-        pid,
-        input: Input::new(parent_writes, pid.to_string()),
-        output: Output::new(parent_reads, Arc::clone(&pidfd)),
-        pidfd,
-    })
+/// How one item of a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Its result, as the codec encoded it.
+    Value(Bytes),
+    /// Its failure, as the codec encoded it.
+    Failure(Bytes),
+    /// It ended, but its answer could not be received, for this reason
+    /// (say, too large for this process's memory).
+    Lost(String),
 }
 
-fn kill_unwatched(mut child: Child, error: io::Error) -> io::Error {
-    let _ = child.kill();
-    let _ = child.wait();
-    error
+/// How a worker is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopHow {
+    /// A request it may handle (`SIGTERM`).
+    Terminate,
+    /// At once, without its cooperation (`SIGKILL`).
+    Kill,
 }
 
-/// Sends `signal` to the worker behind `pidfd`; a worker that already
-/// ended is not an error.
-pub(crate) fn signal(pidfd: &OwnedFd, signal: Signal) {
-    let _ = pidfd_send_signal(pidfd, signal);
+/// Which stops a transport can carry out on one worker. A kill is what
+/// per-task timeouts and cancelling a running task need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stops {
+    pub(crate) terminate: bool,
+    pub(crate) kill: bool,
 }
 
-/// How a reaped worker ended.
-pub(crate) fn exit_cause(status: io::Result<ExitStatus>) -> ExitCause {
-    match status {
-        Ok(s) => match (s.signal(), s.code()) {
-            (Some(sig), _) => ExitCause::Signal(sig),
-            (None, Some(code)) => ExitCause::Code(code),
-            (None, None) => ExitCause::Code(-1),
-        },
-        Err(_) => ExitCause::Code(-1),
-    }
+/// How much a worker's input may hold beyond the call it executes: calls
+/// sent ahead so it never idles between two (CPython's
+/// `EXTRA_QUEUED_CALLS`), each at most `max_bytes`. A pipe holds little;
+/// a network link may want more to hide its round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SendAhead {
+    pub(crate) calls: usize,
+    pub(crate) max_bytes: usize,
+}
+
+/// A way to have workers.
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// Starts one worker, whose messages and end go to `events`. Runs on
+    /// the engine's supervisor thread; may block briefly (a process
+    /// start), never on a worker.
+    fn start(&self, events: Arc<dyn LinkEvents>) -> io::Result<Arc<dyn Link>>;
+
+    /// What a worker's input may hold ahead of its current call.
+    fn send_ahead(&self) -> SendAhead;
+
+    /// Which stops its links support.
+    fn stops(&self) -> Stops;
+
+    /// What it is, for errors and logs ("pipes to child processes").
+    fn name(&self) -> &str;
+}
+
+/// One worker, as the engine holds it.
+pub(crate) trait Link: Send + Sync {
+    /// Which worker, for errors and logs.
+    fn worker(&self) -> &WorkerId;
+
+    /// Queues `message` after those queued before. Cheap: the engine calls
+    /// it under its lock, to fix the order of a worker's calls.
+    fn push(&self, message: ToWorker);
+
+    /// Sends what is queued, without ever blocking on the worker; what it
+    /// cannot take now goes out later, in order.
+    fn flush(&self);
+
+    /// No more messages: the worker's loop ends once it has read what was
+    /// sent (queued messages not yet sent are dropped).
+    fn close(&self);
+
+    /// Stops the worker; its end is reported as usual. Ignored when the
+    /// transport cannot do this (see [`Transport::stops`]).
+    fn stop(&self, how: StopHow);
+}
+
+/// What the engine hears from one worker, on the transport's threads.
+/// Messages come in order, then [`ended`](Self::ended) exactly once.
+pub(crate) trait LinkEvents: Send + Sync {
+    fn received(&self, message: FromWorker);
+
+    /// Everything the worker has sent so far has been received: the
+    /// transport is about to wait for more.
+    fn caught_up(&self);
+
+    /// The worker is gone, and no message will follow.
+    fn ended(&self, cause: ExitCause);
 }

@@ -1,12 +1,12 @@
-//! How a call crosses the process boundary: the function by reference,
-//! its arguments and results by value (SPEC P2). This is the codec layer:
-//! the engine below it moves opaque byte payloads.
+//! The Rust front end's codec: how a call crosses the process boundary,
+//! the function by reference, its arguments and results by value (SPEC
+//! P2). The engine below it moves these payloads without reading them.
 //!
 //! Workers run the pool's own executable image, so a function's distance
 //! from [`anchor`] is the same in every worker even though address-space
 //! layout randomization moves the image. A function travels as that
 //! distance; the worker adds its own anchor's address. A second
-//! function's distance, compared during the handshake, guards against a
+//! function's distance is the worker's proof in the handshake, against a
 //! worker that somehow runs a different image.
 //!
 //! Each call names two functions: the user's `fn(A) -> R` and a
@@ -18,18 +18,20 @@
 //! `Drop`), on both sides, and any of it may panic. Each step is caught
 //! on its own and becomes the failure of its one item, with the panic
 //! message and the step named; no panic reaches a thread of the pool or
-//! the worker's loop.
+//! the worker's loop. A failure travels as a payload: [`RemoteFailure`],
+//! postcard-encoded.
 
 use std::any::type_name;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
+use super::engine::{Call, Codec, Item, Sink};
 use super::serde_messages;
-use super::wire::{FailureKind, RemoteFailure};
-use crate::error::{Error, TaskError, TaskErrorKind, panic_message};
+use super::worker::CallHandler;
+use crate::error::{Error, TaskError, TaskErrorKind, WorkerId, panic_message};
 use crate::future::Promise;
 
 /// The point every function offset is measured from.
@@ -64,21 +66,46 @@ fn address_of(offset: isize) -> *const () {
     std::ptr::with_exposed_provenance(anchor_address().wrapping_add(offset as usize))
 }
 
-/// What a worker reports in its handshake; equal in every process of one
+/// What a worker proves in its handshake; equal in every process of one
 /// image.
-pub(crate) fn image_check() -> isize {
-    offset_of(image_probe as fn() -> u8 as usize)
+fn image_proof() -> [u8; 8] {
+    (offset_of(image_probe as fn() -> u8 as usize) as i64).to_le_bytes()
 }
 
 /// The signature every trampoline has: function address, one argument's
 /// bytes, that item's result bytes out.
-pub(crate) type Trampoline = fn(*const (), &[u8], &mut Vec<u8>) -> Result<(), RemoteFailure>;
+type Trampoline = fn(*const (), &[u8], &mut Vec<u8>) -> Result<(), RemoteFailure>;
 
-/// Which function a call runs, as it travels.
+/// Which function a call runs, as it travels: two offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FnRef {
-    pub(crate) trampoline: isize,
-    pub(crate) func: isize,
+    trampoline: isize,
+    func: isize,
+}
+
+/// How many bytes a [`FnRef`] takes.
+const FN_REF_BYTES: usize = 16;
+
+impl FnRef {
+    fn to_bytes(self) -> [u8; FN_REF_BYTES] {
+        let mut bytes = [0u8; FN_REF_BYTES];
+        bytes[..8].copy_from_slice(&(self.trampoline as i64).to_le_bytes());
+        bytes[8..].copy_from_slice(&(self.func as i64).to_le_bytes());
+        bytes
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<FnRef> {
+        let bytes: &[u8; FN_REF_BYTES] = bytes.try_into().ok()?;
+        let half = |at: usize| {
+            let mut half = [0u8; 8];
+            half.copy_from_slice(&bytes[at..at + 8]);
+            i64::from_le_bytes(half) as isize
+        };
+        Some(FnRef {
+            trampoline: half(0),
+            func: half(8),
+        })
+    }
 }
 
 /// The reference to `f`, with the trampoline for its types.
@@ -91,83 +118,6 @@ where
         trampoline: offset_of(call_one::<A, R> as Trampoline as usize),
         func: offset_of(f as usize),
     }
-}
-
-/// One argument of a call, encoded: which item of its futures it is, and
-/// where its bytes are in the call's buffer.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Item {
-    /// The item's position among its call's futures (see [`Sink`]).
-    pub(crate) index: usize,
-    pub(crate) start: usize,
-    pub(crate) end: usize,
-}
-
-impl Item {
-    pub(crate) fn len(&self) -> usize {
-        self.end - self.start
-    }
-}
-
-/// A call ready to send: which function, which encoded arguments. The
-/// arguments share one buffer, so a chunk is one allocation however many
-/// items it has, and sending it (again) copies nothing.
-#[derive(Debug, Clone)]
-pub(crate) struct EncodedCall {
-    pub(crate) function: FnRef,
-    pub(crate) buffer: Bytes,
-    pub(crate) items: Vec<Item>,
-}
-
-impl EncodedCall {
-    pub(crate) fn payload_len(&self) -> usize {
-        self.items.iter().map(Item::len).sum()
-    }
-
-    /// The items' bytes, as few slices of the buffer as they allow.
-    pub(crate) fn parts(&self) -> Vec<Bytes> {
-        let mut parts: Vec<(usize, usize)> = Vec::with_capacity(1);
-        for item in &self.items {
-            match parts.last_mut() {
-                Some(last) if last.1 == item.start => last.1 = item.end,
-                _ => parts.push((item.start, item.end)),
-            }
-        }
-        parts
-            .into_iter()
-            .map(|(start, end)| self.buffer.slice(start..end))
-            .collect()
-    }
-
-    /// The same call with only `items`.
-    pub(crate) fn with_items(&self, items: Vec<Item>) -> EncodedCall {
-        EncodedCall {
-            function: self.function,
-            buffer: self.buffer.clone(),
-            items,
-        }
-    }
-}
-
-/// Encodes the arguments of one call into one buffer. An argument that
-/// cannot be encoded is left out and reported, with its index.
-pub(crate) fn encode_args<'a, A: Serialize + 'a>(
-    args: impl IntoIterator<Item = &'a A>,
-) -> (Bytes, Vec<Item>, Vec<(usize, String)>) {
-    let mut buffer = Vec::new();
-    let (mut items, mut refused) = (Vec::new(), Vec::new());
-    for (index, arg) in args.into_iter().enumerate() {
-        let start = buffer.len();
-        match encode_value_into(arg, &mut buffer) {
-            Ok(()) => items.push(Item {
-                index,
-                start,
-                end: buffer.len(),
-            }),
-            Err(reason) => refused.push((index, reason)),
-        }
-    }
-    (Bytes::from(buffer), items, refused)
 }
 
 /// Runs `f`, turning a panic into `Err` with its message. The value `f`
@@ -190,14 +140,8 @@ fn encode_value_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Res
     }
 }
 
-/// Encodes one value, catching a panicking `Serialize` impl.
-pub(crate) fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    encode_value_into(value, &mut out).map(|()| out)
-}
-
 /// Decodes one value, catching a panicking `Deserialize` impl.
-pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match catching(|| serde_messages::decode(bytes)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(message)) => Err(message),
@@ -205,8 +149,41 @@ pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Strin
     }
 }
 
+/// Encodes a call of `f` on `args` into one buffer: the function reference
+/// first, then each argument. An argument that cannot be encoded is left
+/// out and reported, with its index.
+pub(crate) fn encode_call<'a, A, R>(
+    f: fn(A) -> R,
+    args: impl ExactSizeIterator<Item = &'a A>,
+) -> (Option<Call>, Vec<(usize, Error)>)
+where
+    A: Serialize + DeserializeOwned + 'a,
+    R: Serialize,
+{
+    let mut buffer = Vec::with_capacity(FN_REF_BYTES + 16 * args.len());
+    buffer.extend_from_slice(&fn_ref(f).to_bytes());
+    let (mut items, mut refused) = (Vec::with_capacity(args.len()), Vec::new());
+    for (index, arg) in args.enumerate() {
+        let start = buffer.len();
+        match encode_value_into(arg, &mut buffer) {
+            Ok(()) => items.push(Item {
+                index,
+                start,
+                end: buffer.len(),
+            }),
+            Err(reason) => refused.push((index, argument_error::<A>(&reason))),
+        }
+    }
+    if items.is_empty() {
+        return (None, refused);
+    }
+    let buffer = Bytes::from(buffer);
+    let function = buffer.slice(..FN_REF_BYTES);
+    (Some(Call::new(function, buffer, items)), refused)
+}
+
 /// The failure of an argument that could not be encoded in this process.
-pub(crate) fn argument_error<A>(reason: &str) -> Error {
+fn argument_error<A>(reason: &str) -> Error {
     Error::Failed(TaskError::codec(
         TaskErrorKind::Serialize,
         format!(
@@ -216,13 +193,19 @@ pub(crate) fn argument_error<A>(reason: &str) -> Error {
     ))
 }
 
-/// Encodes an initializer's argument (SPEC P5).
-pub(crate) fn encode_init<A>(f: fn(A), arg: &A) -> Result<(FnRef, Vec<u8>), String>
+/// Encodes an initializer and its argument (SPEC P5): function and
+/// argument bytes.
+pub(crate) fn encode_init<A>(f: fn(A), arg: &A) -> Result<(Bytes, Bytes), String>
 where
     A: Serialize + DeserializeOwned,
 {
-    let bytes = encode_value(arg).map_err(|reason| format!("{}: {reason}", type_name::<A>()))?;
-    Ok((fn_ref(f), bytes))
+    let mut bytes = Vec::new();
+    encode_value_into(arg, &mut bytes)
+        .map_err(|reason| format!("{}: {reason}", type_name::<A>()))?;
+    Ok((
+        Bytes::copy_from_slice(&fn_ref(f).to_bytes()),
+        Bytes::from(bytes),
+    ))
 }
 
 /// Runs one received item in the worker.
@@ -232,11 +215,7 @@ where
 /// `function` must come from [`fn_ref`] in a process running this same
 /// image (checked by the handshake), so that it names a trampoline and the
 /// `fn(A) -> R` it was monomorphized for.
-pub(crate) unsafe fn run_item(
-    function: FnRef,
-    arg: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), RemoteFailure> {
+unsafe fn run_item(function: FnRef, arg: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteFailure> {
     // SAFETY: by this function's contract the offset names a `Trampoline`
     // in this image; function pointers and `usize` have the same size.
     let trampoline =
@@ -244,10 +223,55 @@ pub(crate) unsafe fn run_item(
     trampoline(address_of(function.func), arg, out)
 }
 
+/// A failure inside a worker, carried back as text (SPEC F10).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RemoteFailure {
+    kind: FailureKind,
+    message: String,
+    backtrace: Option<String>,
+}
+
+/// What went wrong in the worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum FailureKind {
+    Panic,
+    Deserialize,
+    Serialize,
+}
+
+impl RemoteFailure {
+    fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_else(|_| self.message.clone().into_bytes())
+    }
+
+    /// A failure payload back; one that does not decode is taken as text.
+    fn decode(bytes: &[u8]) -> RemoteFailure {
+        postcard::from_bytes(bytes).unwrap_or_else(|_| RemoteFailure {
+            kind: FailureKind::Panic,
+            message: String::from_utf8_lossy(bytes).into_owned(),
+            backtrace: None,
+        })
+    }
+
+    fn into_error(self, worker: &WorkerId) -> Error {
+        let kind = match self.kind {
+            FailureKind::Panic => TaskErrorKind::Panic,
+            FailureKind::Deserialize => TaskErrorKind::Deserialize,
+            FailureKind::Serialize => TaskErrorKind::Serialize,
+        };
+        Error::Failed(TaskError::remote(
+            kind,
+            self.message,
+            self.backtrace,
+            worker.clone(),
+        ))
+    }
+}
+
 thread_local! {
     /// The backtrace of the last panic on this thread, left by the
     /// worker's panic hook for the failure report.
-    pub(crate) static LAST_PANIC_BACKTRACE: std::cell::RefCell<Option<String>> =
+    static LAST_PANIC_BACKTRACE: std::cell::RefCell<Option<String>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -304,41 +328,86 @@ fn call_one<A: DeserializeOwned, R: Serialize>(
     ))
 }
 
-/// Where a call's outcomes go: the futures waiting for it, one per item.
-/// The engine knows calls only through this.
-pub(crate) trait Sink: Send + Sync {
-    /// Marks every future running; false when all were cancelled, so the
-    /// call need not run (SPEC F7).
-    fn start(&self) -> bool;
-    /// Decodes the worker's answer for item `index` into its future.
-    fn answer(&self, index: usize, pid: u32, outcome: Result<Bytes, RemoteFailure>);
-    /// Fails item `index` with an executor's error.
-    fn fail(&self, index: usize, error: Error);
-    /// Cancels item `index` (shutdown with `cancel_futures`).
-    fn cancel(&self, index: usize);
-    /// Which item future `id` is, if it is one of this call's.
-    fn position(&self, id: usize) -> Option<usize>;
+/// The worker side of the Rust codec: runs calls by function reference.
+pub(crate) struct RustHandler(());
+
+impl RustHandler {
+    /// Reports panics to the pool instead of printing them: the hook keeps
+    /// the backtrace for the failure it sends back (SPEC F10).
+    pub(crate) fn new() -> Self {
+        std::panic::set_hook(Box::new(|_| {
+            let backtrace = std::backtrace::Backtrace::force_capture().to_string();
+            let _ = LAST_PANIC_BACKTRACE.try_with(|b| *b.borrow_mut() = Some(backtrace));
+        }));
+        RustHandler(())
+    }
+
+    fn run(function: &[u8], arg: &[u8], out: &mut Vec<u8>) -> Result<(), Vec<u8>> {
+        let Some(function) = FnRef::from_bytes(function) else {
+            let message = "a call named no function this worker knows";
+            return Err(RemoteFailure::new(FailureKind::Deserialize, message).encode());
+        };
+        // SAFETY: the pool encoded `function` with `fn_ref` in the image
+        // our handshake proved to be the same.
+        unsafe { run_item(function, arg, out) }.map_err(|f| f.encode())
+    }
 }
 
-pub(crate) fn remote_error(pid: u32, failure: RemoteFailure) -> Error {
-    let kind = match failure.kind {
-        FailureKind::Panic => TaskErrorKind::Panic,
-        FailureKind::Deserialize => TaskErrorKind::Deserialize,
-        FailureKind::Serialize => TaskErrorKind::Serialize,
-    };
-    Error::Failed(TaskError::remote(
-        kind,
-        failure.message,
-        failure.backtrace,
-        pid,
-    ))
+impl RemoteFailure {
+    fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        RemoteFailure {
+            kind,
+            message: message.into(),
+            backtrace: None,
+        }
+    }
+}
+
+impl CallHandler for RustHandler {
+    fn proof(&mut self) -> Vec<u8> {
+        image_proof().to_vec()
+    }
+
+    fn init(&mut self, function: &[u8], arg: &[u8]) -> Result<(), Vec<u8>> {
+        RustHandler::run(function, arg, &mut Vec::new())
+    }
+
+    fn call(&mut self, function: &[u8], arg: &[u8], out: &mut Vec<u8>) -> Result<(), Vec<u8>> {
+        RustHandler::run(function, arg, out)
+    }
+
+    fn failure(&mut self, kind: TaskErrorKind, message: &str) -> Vec<u8> {
+        let kind = match kind {
+            TaskErrorKind::Serialize => FailureKind::Serialize,
+            TaskErrorKind::Deserialize => FailureKind::Deserialize,
+            _ => FailureKind::Panic,
+        };
+        RemoteFailure::new(kind, message).encode()
+    }
+}
+
+/// The pool side of the Rust codec, for the engine.
+pub(crate) struct RustCodec;
+
+impl Codec for RustCodec {
+    fn check_worker(&self, proof: &[u8]) -> Result<(), String> {
+        if proof == image_proof() {
+            Ok(())
+        } else {
+            Err("a worker process runs a different executable image".to_owned())
+        }
+    }
+
+    fn failure_text(&self, failure: &[u8]) -> String {
+        RemoteFailure::decode(failure).message
+    }
 }
 
 /// Decodes one answer into `promise`.
 fn settle<R: DeserializeOwned>(
     promise: &Promise<R>,
-    pid: u32,
-    outcome: Result<Bytes, RemoteFailure>,
+    worker: &WorkerId,
+    outcome: Result<Bytes, Bytes>,
 ) {
     let outcome = match outcome {
         Ok(bytes) => decode_value(&bytes).map_err(|reason| {
@@ -350,7 +419,7 @@ fn settle<R: DeserializeOwned>(
                 ),
             ))
         }),
-        Err(f) => Err(remote_error(pid, f)),
+        Err(failure) => Err(RemoteFailure::decode(&failure).into_error(worker)),
     };
     promise.complete(outcome);
 }
@@ -365,8 +434,8 @@ impl<R: DeserializeOwned + Send + Sync> Sink for OneSink<R> {
         self.promise.start()
     }
 
-    fn answer(&self, _: usize, pid: u32, outcome: Result<Bytes, RemoteFailure>) {
-        settle(&self.promise, pid, outcome);
+    fn answer(&self, _: usize, worker: &WorkerId, outcome: Result<Bytes, Bytes>) {
+        settle(&self.promise, worker, outcome);
     }
 
     fn fail(&self, _: usize, error: Error) {
@@ -377,8 +446,8 @@ impl<R: DeserializeOwned + Send + Sync> Sink for OneSink<R> {
         self.promise.cancel();
     }
 
-    fn position(&self, id: usize) -> Option<usize> {
-        (self.promise.id() == id).then_some(0)
+    fn position(&self, key: usize) -> Option<usize> {
+        (self.promise.id() == key).then_some(0)
     }
 }
 
@@ -397,9 +466,9 @@ impl<R: DeserializeOwned + Send + Sync> Sink for ChunkSink<R> {
             .fold(false, |any, started| any | started)
     }
 
-    fn answer(&self, index: usize, pid: u32, outcome: Result<Bytes, RemoteFailure>) {
+    fn answer(&self, index: usize, worker: &WorkerId, outcome: Result<Bytes, Bytes>) {
         if let Some(promise) = self.promises.get(index) {
-            settle(promise, pid, outcome);
+            settle(promise, worker, outcome);
         }
     }
 
@@ -415,8 +484,8 @@ impl<R: DeserializeOwned + Send + Sync> Sink for ChunkSink<R> {
         }
     }
 
-    fn position(&self, id: usize) -> Option<usize> {
-        self.promises.iter().position(|p| p.id() == id)
+    fn position(&self, key: usize) -> Option<usize> {
+        self.promises.iter().position(|p| p.id() == key)
     }
 }
 
@@ -432,28 +501,41 @@ mod tests {
         panic!("kaboom")
     }
 
-    fn run(function: FnRef, arg: &[u8]) -> Result<Vec<u8>, RemoteFailure> {
+    fn run<A: Serialize + DeserializeOwned, R: Serialize>(
+        f: fn(A) -> R,
+        arg: &[u8],
+    ) -> Result<Vec<u8>, RemoteFailure> {
         let mut out = Vec::new();
         // SAFETY: encoded just now, in this image.
-        unsafe { run_item(function, arg, &mut out) }.map(|()| out)
+        unsafe { run_item(fn_ref(f), arg, &mut out) }.map(|()| out)
+    }
+
+    fn encoded<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_value_into(value, &mut out).unwrap();
+        out
     }
 
     #[test]
     fn miri_a_call_round_trips_within_one_image() {
-        let out = run(fn_ref(square), &encode_value(&12u64).unwrap()).unwrap();
+        let out = run(square, &encoded(&12u64)).unwrap();
         assert_eq!(decode_value::<u64>(&out).unwrap(), 144);
+        let bytes = fn_ref(square).to_bytes();
+        assert_eq!(FnRef::from_bytes(&bytes), Some(fn_ref(square)));
     }
 
     #[test]
     fn miri_a_panic_becomes_a_failure_with_its_message() {
-        let err = run(fn_ref(explode), &encode_value(&()).unwrap()).unwrap_err();
+        let err = run(explode, &encoded(&())).unwrap_err();
         assert_eq!(err.kind, FailureKind::Panic);
         assert_eq!(err.message, "kaboom");
+        let back = RemoteFailure::decode(&err.encode());
+        assert_eq!(back.message, "kaboom");
     }
 
     #[test]
     fn miri_a_bad_argument_is_a_decode_failure() {
-        let err = run(fn_ref(square), &[0xff; 12]).unwrap_err();
+        let err = run(square, &[0xff; 12]).unwrap_err();
         assert_eq!(err.kind, FailureKind::Deserialize);
     }
 
@@ -482,25 +564,29 @@ mod tests {
     #[test]
     fn miri_panicking_serde_impls_fail_their_item_with_the_message() {
         // SPEC P2
-        let err = run(fn_ref(make_touchy), &encode_value(&()).unwrap()).unwrap_err();
+        let err = run(make_touchy, &encoded(&())).unwrap_err();
         assert_eq!(err.kind, FailureKind::Serialize);
         assert!(err.message.contains("touchy serialize"), "{}", err.message);
-        let err = run(fn_ref(take_touchy), &[]).unwrap_err();
+        let err = run(take_touchy, &[]).unwrap_err();
         assert_eq!(err.kind, FailureKind::Deserialize);
         assert!(
             err.message.contains("touchy deserialize"),
             "{}",
             err.message
         );
-        assert!(
-            encode_value(&Touchy)
-                .unwrap_err()
-                .contains("touchy serialize")
-        );
+        let (call, refused) = encode_call(take_touchy, [Touchy].iter());
+        assert!(call.is_none());
+        assert!(refused[0].1.to_string().contains("touchy serialize"));
         assert!(
             decode_value::<Touchy>(&[])
                 .unwrap_err()
                 .contains("touchy deserialize")
         );
+    }
+
+    #[test]
+    fn the_handshake_accepts_this_image_only() {
+        assert!(RustCodec.check_worker(&image_proof()).is_ok());
+        assert!(RustCodec.check_worker(&[0; 8]).is_err());
     }
 }

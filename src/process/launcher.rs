@@ -1,12 +1,13 @@
-//! Which command starts a worker: this program again, started the way the
-//! parent was (SPEC P4, P11).
+//! [`Launcher`]: which program a worker is, and how it is started (SPEC
+//! P4, P11).
 //!
-//! A worker must run the very image that holds the pool's code, since
-//! functions cross as offsets into it. `/proc/self/exe` is that image for
-//! a program started normally, even if its file was replaced or deleted
-//! since. The worker gets the parent's own command line as its argv, so
-//! `std::env::args()` in a task sees what `main` saw, as CPython's workers
-//! see the parent's `sys.argv`.
+//! The Rust front end's workers are this program again
+//! ([`Launcher::this_program`]): a worker must run the very image that
+//! holds the pool's code, since functions cross as offsets into it.
+//! `/proc/self/exe` is that image for a program started normally, even if
+//! its file was replaced or deleted since. The worker gets the parent's
+//! own command line as its argv, so `std::env::args()` in a task sees what
+//! `main` saw, as CPython's workers see the parent's `sys.argv`.
 //!
 //! Two unusual starts are told apart by comparing the file that holds this
 //! code (from `/proc/self/maps`) with `/proc/self/exe`:
@@ -17,43 +18,116 @@
 //!   the same way again, which works;
 //! * this code is in a shared library that some other program loaded (a
 //!   Python extension, say): re-running that program would not run our
-//!   worker, so workers cannot be started this way and the pool says so.
+//!   worker, so that program must bring a launcher of its own.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::process::call::code_address;
+use crate::process::codec::code_address;
 
-/// The program every worker runs: this process's own executable.
+/// The program every worker of the Rust front end runs: this process's own
+/// executable.
 const SELF_EXE: &str = "/proc/self/exe";
 
-/// How to start a worker, worked out once per process.
+/// How a worker process is started: a program, its arguments and its
+/// environment (on top of this process's). The pool adds what the worker
+/// needs to find its pipes; the program must then call
+/// [`worker::serve`](crate::process::worker::serve) (or be a Rust program
+/// with this library's worker entry).
+///
+/// # Examples
+///
+/// A front end whose workers are another interpreter:
+///
+/// ```
+/// use concurrent_futures::process::Launcher;
+///
+/// let launcher = Launcher::new("/usr/bin/python3")
+///     .args(["-m", "my_package._worker"])
+///     .env("PYTHONUNBUFFERED", "1");
+/// assert_eq!(launcher.program(), std::path::Path::new("/usr/bin/python3"));
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) struct WorkerCommand {
+pub struct Launcher {
     pub(crate) program: PathBuf,
-    /// The parent's argv, `argv[0]` first.
-    pub(crate) argv: Vec<OsString>,
+    /// `argv[0]`, when it is not the program's path.
+    pub(crate) arg0: Option<OsString>,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
     /// When this process was started in an unusual way, how (for the
     /// advice if its workers do not start).
     pub(crate) unusual: Option<String>,
 }
 
-/// The command for this process's workers, or why there is none.
-pub(crate) fn worker_command() -> Result<&'static WorkerCommand, &'static str> {
-    static COMMAND: OnceLock<Result<WorkerCommand, String>> = OnceLock::new();
-    COMMAND
-        .get_or_init(find_command)
-        .as_ref()
-        .map_err(String::as_str)
+impl Launcher {
+    /// Starts `program`, with no arguments.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Launcher {
+            program: program.into(),
+            arg0: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            unusual: None,
+        }
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the workers.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// The program it starts.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// This program again, started as this process was: the launcher of
+    /// the Rust front end (see the module docs), worked out once per
+    /// process.
+    ///
+    /// # Errors
+    ///
+    /// Why this process cannot start itself as a worker: the pool's code
+    /// is in a shared library another program loaded.
+    pub fn this_program() -> Result<Launcher, String> {
+        static THIS: OnceLock<Result<Launcher, String>> = OnceLock::new();
+        THIS.get_or_init(find_this_program).clone()
+    }
 }
 
-fn find_command() -> Result<WorkerCommand, String> {
-    let argv = own_argv();
+/// Whether this code is part of the program that runs (not a library some
+/// other program loaded), so that a worker of it can be started by
+/// running this program again.
+#[cfg_attr(not(feature = "worker-entry"), allow(dead_code))]
+pub(crate) fn code_is_in_the_program() -> bool {
+    match image_of_this_code() {
+        Some(image) => is_self_exe(image.dev, image.inode) || is_executable(&image.path),
+        None => true,
+    }
+}
+
+fn find_this_program() -> Result<Launcher, String> {
+    let mut argv = own_argv().into_iter();
     let exe = fs::read_link(SELF_EXE).unwrap_or_else(|_| PathBuf::from(SELF_EXE));
+    let argv0 = argv.next();
+    let args: Vec<OsString> = argv.collect();
     let unusual = match image_of_this_code() {
         Some(image) if !is_self_exe(image.dev, image.inode) => {
             if !is_executable(&image.path) {
@@ -61,28 +135,32 @@ fn find_command() -> Result<WorkerCommand, String> {
                     "the pool's code is in the shared library {}, loaded by {}; workers \
                      are started by running this process's program again, which would not \
                      reach that library's worker entry. A program that hosts the library \
-                     must start workers itself (turn off the `worker-entry` feature and \
-                     call `process::run_worker_if_child` from its worker)",
+                     must bring its own launcher (process::Launcher) and worker loop \
+                     (process::worker::serve)",
                     image.path.display(),
                     exe.display()
                 ));
             }
+            let line: Vec<_> = argv0
+                .iter()
+                .chain(&args)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
             Some(format!(
                 "this process runs {} through {} (a loader or wrapper), and workers are \
                  started the same way: `{}`",
                 image.path.display(),
                 exe.display(),
-                argv.iter()
-                    .map(|a| a.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                line.join(" ")
             ))
         }
         _ => None,
     };
-    Ok(WorkerCommand {
+    Ok(Launcher {
         program: PathBuf::from(SELF_EXE),
-        argv,
+        arg0: argv0,
+        args,
+        env: Vec::new(),
         unusual,
     })
 }
@@ -192,14 +270,16 @@ mod tests {
 
     #[test]
     fn this_test_binary_is_its_own_worker_program() {
-        let command = worker_command().unwrap();
-        assert_eq!(command.program, Path::new(SELF_EXE));
-        assert!(command.unusual.is_none(), "{:?}", command.unusual);
+        let launcher = Launcher::this_program().unwrap();
+        assert_eq!(launcher.program, Path::new(SELF_EXE));
+        assert!(launcher.unusual.is_none(), "{:?}", launcher.unusual);
+        let argv: Vec<OsString> = launcher.arg0.into_iter().chain(launcher.args).collect();
         assert_eq!(
-            command.argv,
+            argv,
             std::env::args_os().collect::<Vec<_>>(),
             "workers get the parent's argv"
         );
+        assert!(code_is_in_the_program());
     }
 
     fn fake_elf(segment_types: &[u32]) -> Vec<u8> {

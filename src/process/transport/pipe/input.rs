@@ -15,23 +15,10 @@ use std::io::{self, IoSlice};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use rustix::event::{PollFd, PollFlags, poll};
 
-/// One frame: its prefix and header, then payload parts written as they
-/// are (shared, so a call kept for sending again costs no copy).
-#[derive(Debug, Clone)]
-pub(crate) struct Frame {
-    pub(crate) head: Vec<u8>,
-    pub(crate) body: Vec<Bytes>,
-}
-
-impl Frame {
-    fn len(&self) -> usize {
-        self.head.len() + self.body.iter().map(Bytes::len).sum::<usize>()
-    }
-}
+use crate::process::transport::wire::Frame;
 
 /// The most slices one `writev` is given; the rest go in the next call.
 const MAX_SLICES: usize = 64;
@@ -260,6 +247,7 @@ impl Input {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use rustix::pipe::{PipeFlags, pipe_with};
     use std::io::Read;
 

@@ -1,0 +1,297 @@
+//! The pipe transport: each worker a fresh process of a program (see
+//! [`Launcher`]), spoken to over two pipes (SPEC P4).
+//!
+//! The child gets its pipe ends, named in an environment variable, and
+//! `PR_SET_PDEATHSIG = SIGKILL`, so it dies with the thread that started it
+//! (the engine's long-lived supervisor) and thus with the parent (SPEC
+//! P10). Signals go through a pidfd, which cannot hit a recycled pid.
+//! Writing never blocks a caller (`input.rs`); reading ends when the worker
+//! exits, even if a process it forked keeps the pipe open (`output.rs`).
+//! One reader thread per worker reads its frames, reports them, and reaps
+//! the worker when its output ends.
+
+mod input;
+mod output;
+
+use std::io::{self, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+
+use rustix::fs::{OFlags, fcntl_setfl};
+use rustix::io::{FdFlags, fcntl_dupfd_cloexec, fcntl_setfd};
+use rustix::pipe::{PipeFlags, pipe_with};
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
+use self::input::Input;
+use self::output::Output;
+use super::wire::{self, FromWorkerHead, read_frame};
+use super::{Link, LinkEvents, SendAhead, StopHow, Stops, ToWorker, Transport};
+use crate::error::{ExitCause, WorkerId};
+use crate::process::launcher::Launcher;
+
+/// The variable that marks a process as a worker:
+/// `<pool's pid>,<read fd>,<write fd>`. Only a direct child of that pid is
+/// the worker it names; processes its tasks start inherit the variable and
+/// ignore it, so nobody needs to change the environment (which would be
+/// unsound while other threads may read it).
+pub(crate) const WORKER_ENV: &str = "CONCURRENT_FUTURES_WORKER";
+
+/// What the worker variable says about this process.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// Not set: not a worker.
+    Absent,
+    /// This process is a worker, with these pipe ends.
+    Mine { read_fd: i32, write_fd: i32 },
+    /// Set for another process (this one was started by a worker's task).
+    Others,
+    /// Set but not understood.
+    Malformed,
+}
+
+/// Reads the worker variable.
+pub(crate) fn marker() -> Marker {
+    let Some(spec) = std::env::var_os(WORKER_ENV) else {
+        return Marker::Absent;
+    };
+    let parsed = spec.to_str().and_then(|s| {
+        let mut parts = s.split(',').map(|p| p.parse::<i32>().ok());
+        let fields = (parts.next()??, parts.next()??, parts.next()??);
+        parts.next().is_none().then_some(fields)
+    });
+    match parsed {
+        Some((parent, read_fd, write_fd)) if read_fd > 2 && write_fd > 2 && read_fd != write_fd => {
+            let ours =
+                rustix::process::getppid().is_some_and(|p| p.as_raw_nonzero().get() == parent);
+            if ours {
+                Marker::Mine { read_fd, write_fd }
+            } else {
+                Marker::Others
+            }
+        }
+        _ => Marker::Malformed,
+    }
+}
+
+/// Calls that may wait in a busy worker's pipe: one keeps a worker from
+/// idling between a result and its next call and costs at most one call's
+/// wait behind a long one; more would only add imbalance. CPython's pool
+/// makes the same trade with `EXTRA_QUEUED_CALLS = 1`.
+const CALLS_AHEAD: usize = 1;
+
+/// Only calls this small are sent ahead: a call waiting in a busy worker's
+/// pipe should fit the pipe's buffer (64 KiB by default), so that a dead
+/// worker's calls are sent again cheaply. Larger calls go only to workers
+/// that are reading.
+const SEND_AHEAD_MAX_BYTES: usize = 16 * 1024;
+
+/// Workers as child processes of `launcher`'s program.
+pub(crate) struct PipeTransport {
+    launcher: Launcher,
+}
+
+impl PipeTransport {
+    pub(crate) fn new(launcher: Launcher) -> Self {
+        PipeTransport { launcher }
+    }
+}
+
+impl Transport for PipeTransport {
+    fn start(&self, events: Arc<dyn LinkEvents>) -> io::Result<Arc<dyn Link>> {
+        let started = spawn(&self.launcher)?;
+        let pid = started.pid;
+        let link = Arc::new(PipeLink {
+            worker: WorkerId::process(pid),
+            input: started.input,
+            pidfd: Arc::clone(&started.pidfd),
+        });
+        let (child, mut output) = (started.child, started.output);
+        let caught_up = Arc::clone(&events);
+        output.on_wait(move || caught_up.caught_up());
+        let reader = std::thread::Builder::new()
+            .name(format!("process-pool-reader-{pid}"))
+            .spawn(move || read_until_exit(child, output, &*events));
+        if let Err(e) = reader {
+            // Without its reader the worker cannot be heard: end it.
+            let _ = pidfd_send_signal(&*link.pidfd, Signal::KILL);
+            return Err(e);
+        }
+        Ok(link)
+    }
+
+    fn send_ahead(&self) -> SendAhead {
+        SendAhead {
+            calls: CALLS_AHEAD,
+            max_bytes: SEND_AHEAD_MAX_BYTES,
+        }
+    }
+
+    fn stops(&self) -> Stops {
+        Stops {
+            terminate: true,
+            kill: true,
+        }
+    }
+
+    fn name(&self) -> &str {
+        "pipes to child processes"
+    }
+}
+
+/// One worker process.
+struct PipeLink {
+    worker: WorkerId,
+    input: Arc<Input>,
+    pidfd: Arc<OwnedFd>,
+}
+
+impl Link for PipeLink {
+    fn worker(&self) -> &WorkerId {
+        &self.worker
+    }
+
+    fn push(&self, message: ToWorker) {
+        match wire::to_worker_frame(message) {
+            Ok(frame) => self.input.push(frame),
+            // Only a function reference over 4 GiB gets here; the call then
+            // never answers, and the worker is killed so that it fails.
+            Err(e) => {
+                tracing::error!(%e, worker = %self.worker, "could not frame a message");
+                self.stop(StopHow::Kill);
+            }
+        }
+    }
+
+    fn flush(&self) {
+        self.input.flush();
+    }
+
+    fn close(&self) {
+        self.input.close();
+    }
+
+    fn stop(&self, how: StopHow) {
+        let signal = match how {
+            StopHow::Terminate => Signal::TERM,
+            StopHow::Kill => Signal::KILL,
+        };
+        // A worker that already ended is not an error.
+        let _ = pidfd_send_signal(&*self.pidfd, signal);
+    }
+}
+
+/// The reader thread of one worker: frames in, then the reaping.
+fn read_until_exit(mut child: Child, output: Output, events: &dyn LinkEvents) {
+    let mut input = BufReader::new(output);
+    let understood = loop {
+        match read_frame::<FromWorkerHead>(&mut input) {
+            Ok(Some((head, payload))) => match wire::from_worker(head, payload) {
+                Some(message) => events.received(message),
+                None => break false,
+            },
+            Ok(None) => break true,
+            Err(_) => break false,
+        }
+    };
+    drop(input);
+    if !understood {
+        // A corrupt stream: the worker can no longer be understood.
+        let _ = child.kill();
+    }
+    // The output ended: the worker has exited or is exiting. Reap it.
+    let status = child.wait();
+    events.ended(exit_cause(status));
+}
+
+/// A started worker process.
+struct Spawned {
+    child: Child,
+    pid: u32,
+    pidfd: Arc<OwnedFd>,
+    input: Arc<Input>,
+    output: Output,
+}
+
+/// A pipe end numbered 3 or above: 0, 1 and 2 are the standard streams,
+/// and a child end there (possible when the parent closed one of them)
+/// would make the child's stdout our protocol pipe.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+/// Starts a worker process of `launcher`.
+fn spawn(launcher: &Launcher) -> io::Result<Spawned> {
+    // Every end is close-on-exec; the child's ends are made inheritable
+    // only inside the child, between fork and exec, so no other process
+    // spawned concurrently inherits them.
+    let (child_reads, parent_writes) = pipe_with(PipeFlags::CLOEXEC)?;
+    let (parent_reads, child_writes) = pipe_with(PipeFlags::CLOEXEC)?;
+    let (child_reads, child_writes) = (above_stdio(child_reads)?, above_stdio(child_writes)?);
+    fcntl_setfl(&parent_writes, OFlags::NONBLOCK)?;
+    fcntl_setfl(&parent_reads, OFlags::NONBLOCK)?;
+    let (read_fd, write_fd) = (child_reads.as_raw_fd(), child_writes.as_raw_fd());
+    let parent = rustix::process::getpid();
+    let mut cmd = Command::new(&launcher.program);
+    if let Some(arg0) = &launcher.arg0 {
+        cmd.arg0(arg0);
+    }
+    cmd.args(&launcher.args)
+        .envs(launcher.env.iter().map(|(k, v)| (k, v)))
+        .env(
+            WORKER_ENV,
+            format!("{},{read_fd},{write_fd}", parent.as_raw_nonzero()),
+        )
+        .stdin(Stdio::null());
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes async-signal-safe system calls (fcntl, prctl, getppid); it
+    // allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            fcntl_setfd(&child_reads, FdFlags::empty())?;
+            fcntl_setfd(&child_writes, FdFlags::empty())?;
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The parent may have died before the line above took effect.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::other("the pool's process exited"));
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id();
+    let pidfd = match Pid::from_raw(pid as i32).map(|p| pidfd_open(p, PidfdFlags::empty())) {
+        Some(Ok(fd)) => Arc::new(fd),
+        Some(Err(e)) => return Err(kill_unwatched(child, e.into())),
+        None => return Err(kill_unwatched(child, io::Error::other("invalid pid"))),
+    };
+    Ok(Spawned {
+        child,
+        pid,
+        input: Input::new(parent_writes, pid.to_string()),
+        output: Output::new(parent_reads, Arc::clone(&pidfd)),
+        pidfd,
+    })
+}
+
+fn kill_unwatched(mut child: Child, error: io::Error) -> io::Error {
+    let _ = child.kill();
+    let _ = child.wait();
+    error
+}
+
+/// How a reaped worker ended.
+fn exit_cause(status: io::Result<ExitStatus>) -> ExitCause {
+    match status {
+        Ok(s) => match (s.signal(), s.code()) {
+            (Some(sig), _) => ExitCause::Signal(sig),
+            (None, Some(code)) => ExitCause::Code(code),
+            (None, None) => ExitCause::Code(-1),
+        },
+        Err(_) => ExitCause::Code(-1),
+    }
+}

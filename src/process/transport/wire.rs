@@ -1,0 +1,358 @@
+//! How the messages of [`super`] travel as bytes: frames, for any stream
+//! (a pipe; a network link relays the same frames).
+//!
+//! A frame is a fixed prefix (header length, payload length), a small
+//! postcard-encoded header, then the payload bytes as they are. Keeping
+//! payloads out of the header spares a copy of large arguments and
+//! results. Lengths are checked against [`MAX_FRAME_BYTES`] and memory is
+//! reserved fallibly, so an oversized or hostile frame is an error, never
+//! an abort.
+
+use std::io::{self, Read, Write};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{Answer, FromWorker, ToWorker};
+
+/// The largest payload a frame may carry. Large enough for any argument
+/// or result a pipe is a sensible way to move; small enough that a corrupt
+/// length cannot make us try to allocate exabytes.
+pub(crate) const MAX_FRAME_BYTES: u64 = 1 << 34;
+
+/// How many bytes of header a frame may carry: headers are a few integers
+/// and item lengths, so anything longer is corruption.
+const MAX_HEADER_BYTES: u32 = 1 << 24;
+
+/// The prefix before every header: header length (u32), payload length
+/// (u64), little-endian.
+pub(crate) const PREFIX_BYTES: usize = 12;
+
+/// The header of a frame to a worker; the payload is the function's bytes
+/// followed by the argument(s).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToWorkerHead {
+    Init {
+        function_len: u32,
+    },
+    Call {
+        id: u64,
+        function_len: u32,
+        lens: Vec<u64>,
+        report_each: bool,
+    },
+}
+
+/// The header of a frame from a worker; the payload is the proof, the
+/// failure, or the answers back to back.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum FromWorkerHead {
+    Ready,
+    Initialized,
+    InitFailed,
+    /// `lens`: each answer's length; `failed`: which of them (by position
+    /// in this frame) are failures rather than results.
+    Answers {
+        id: u64,
+        first: u32,
+        lens: Vec<u64>,
+        failed: Vec<u32>,
+    },
+}
+
+/// A frame ready to write: its prefix and header, then payload parts
+/// written as they are (shared, so a call kept for sending again costs no
+/// copy).
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    pub(crate) head: Vec<u8>,
+    pub(crate) body: Vec<Bytes>,
+}
+
+impl Frame {
+    pub(crate) fn len(&self) -> usize {
+        self.head.len() + self.body.iter().map(Bytes::len).sum::<usize>()
+    }
+}
+
+/// A frame's prefix and header, for a payload of `payload_len` bytes that
+/// follows it.
+pub(crate) fn encode_head<M: Serialize>(message: &M, payload_len: usize) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(64);
+    head.extend_from_slice(&[0u8; PREFIX_BYTES]);
+    let mut head = postcard::to_extend(message, head).map_err(io::Error::other)?;
+    let header_len = u32::try_from(head.len() - PREFIX_BYTES).map_err(io::Error::other)?;
+    head[..4].copy_from_slice(&header_len.to_le_bytes());
+    head[4..PREFIX_BYTES].copy_from_slice(&(payload_len as u64).to_le_bytes());
+    Ok(head)
+}
+
+fn len_u32(bytes: &Bytes) -> io::Result<u32> {
+    u32::try_from(bytes.len()).map_err(|_| io::Error::other("a function reference over 4 GiB"))
+}
+
+/// The frame that carries `message` to a worker.
+pub(crate) fn to_worker_frame(message: ToWorker) -> io::Result<Frame> {
+    match message {
+        ToWorker::Init { function, arg } => {
+            let head = ToWorkerHead::Init {
+                function_len: len_u32(&function)?,
+            };
+            let payload_len = function.len() + arg.len();
+            Ok(Frame {
+                head: encode_head(&head, payload_len)?,
+                body: vec![function, arg],
+            })
+        }
+        ToWorker::Call {
+            id,
+            function,
+            lens,
+            parts,
+            report_each,
+        } => {
+            let payload_len = function.len() + parts.iter().map(Bytes::len).sum::<usize>();
+            let head = ToWorkerHead::Call {
+                id,
+                function_len: len_u32(&function)?,
+                lens,
+                report_each,
+            };
+            let mut body = Vec::with_capacity(1 + parts.len());
+            body.push(function);
+            body.extend(parts);
+            Ok(Frame {
+                head: encode_head(&head, payload_len)?,
+                body,
+            })
+        }
+    }
+}
+
+/// The message a frame from a worker carries; `None` for a frame that
+/// contradicts itself.
+pub(crate) fn from_worker(head: FromWorkerHead, payload: Payload) -> Option<FromWorker> {
+    let message = match head {
+        FromWorkerHead::Ready => FromWorker::Ready {
+            proof: Bytes::from(payload.ok()?),
+        },
+        FromWorkerHead::Initialized => FromWorker::Initialized,
+        FromWorkerHead::InitFailed => FromWorker::InitFailed {
+            failure: Bytes::from(payload.ok()?),
+        },
+        FromWorkerHead::Answers {
+            id,
+            first,
+            lens,
+            failed,
+        } => {
+            let total: u64 = lens.iter().sum();
+            let answers = match payload {
+                Ok(bytes) if bytes.len() as u64 == total => {
+                    let mut payload = Bytes::from(bytes);
+                    let mut failed = failed.into_iter().peekable();
+                    lens.iter()
+                        .enumerate()
+                        .map(|(i, &len)| {
+                            let part = payload.split_to(len as usize);
+                            if failed.next_if_eq(&(i as u32)).is_some() {
+                                Answer::Failure(part)
+                            } else {
+                                Answer::Value(part)
+                            }
+                        })
+                        .collect()
+                }
+                Ok(_) => return None,
+                // Too large to hold: the answers are lost, and say so.
+                Err(total) => {
+                    let lost =
+                        format!("the answer ({total} bytes) does not fit in this process's memory");
+                    lens.iter().map(|_| Answer::Lost(lost.clone())).collect()
+                }
+            };
+            FromWorker::Answers { id, first, answers }
+        }
+    };
+    Some(message)
+}
+
+/// Payloads up to this size are copied behind the header so a frame goes
+/// out in one `write`; larger ones are written separately, where a second
+/// system call costs less than the copy.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// Writes one frame to a stream (the worker's side). The caller flushes.
+pub(crate) fn write_frame<M: Serialize>(
+    out: &mut impl Write,
+    header: &M,
+    payload: &[&[u8]],
+) -> io::Result<()> {
+    let payload_len = payload.iter().map(|p| p.len()).sum();
+    let mut frame = encode_head(header, payload_len)?;
+    if payload_len <= COALESCE_BYTES {
+        for part in payload {
+            frame.extend_from_slice(part);
+        }
+        out.write_all(&frame)
+    } else {
+        out.write_all(&frame)?;
+        payload.iter().try_for_each(|part| out.write_all(part))
+    }
+}
+
+/// A frame's payload as read: the bytes, or, when they did not fit in
+/// memory, how many there were (they were read and dropped, so the stream
+/// stays in step and only this one frame is lost).
+pub(crate) type Payload = Result<Vec<u8>, u64>;
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
+    input: &mut impl Read,
+) -> io::Result<Option<(M, Payload)>> {
+    let mut prefix = [0u8; PREFIX_BYTES];
+    match input.read_exact(&mut prefix[..1]) {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        other => other?,
+    }
+    input.read_exact(&mut prefix[1..])?;
+    let header_len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    let mut payload_len_bytes = [0u8; 8];
+    payload_len_bytes.copy_from_slice(&prefix[4..]);
+    let payload_len = u64::from_le_bytes(payload_len_bytes);
+    if header_len > MAX_HEADER_BYTES || payload_len > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {payload_len} bytes exceeds the limit of {MAX_FRAME_BYTES}"),
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    input.read_exact(&mut header)?;
+    let message =
+        postcard::from_bytes(&header).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let payload = read_payload(input, payload_len)?;
+    Ok(Some((message, payload)))
+}
+
+fn read_payload(input: &mut impl Read, len: u64) -> io::Result<Payload> {
+    let mut payload = Vec::new();
+    let fits = usize::try_from(len)
+        .ok()
+        .is_some_and(|n| payload.try_reserve_exact(n).is_ok());
+    if !fits {
+        let skipped = io::copy(&mut input.take(len), &mut io::sink())?;
+        if skipped != len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        return Ok(Err(len));
+    }
+    input.take(len).read_to_end(&mut payload)?;
+    if payload.len() as u64 != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Ok(payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_bytes(frame: &Frame) -> Vec<u8> {
+        let mut bytes = frame.head.clone();
+        for part in &frame.body {
+            bytes.extend_from_slice(part);
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_call_frame_reads_back_with_its_items() {
+        let frame = to_worker_frame(ToWorker::Call {
+            id: 7,
+            function: Bytes::from_static(b"fn"),
+            lens: vec![3, 4],
+            parts: vec![Bytes::from_static(b"abcdefg")],
+            report_each: true,
+        })
+        .unwrap();
+        let bytes = frame_bytes(&frame);
+        assert_eq!(bytes.len(), frame.len());
+        let mut input = &bytes[..];
+        let (head, payload): (ToWorkerHead, _) = read_frame(&mut input).unwrap().unwrap();
+        assert!(matches!(
+            head,
+            ToWorkerHead::Call { id: 7, function_len: 2, ref lens, report_each: true }
+                if lens == &[3, 4]
+        ));
+        assert_eq!(payload.unwrap(), b"fnabcdefg");
+        assert!(read_frame::<ToWorkerHead>(&mut input).unwrap().is_none());
+    }
+
+    #[test]
+    fn answers_split_into_results_and_failures() {
+        let mut bytes = Vec::new();
+        let head = FromWorkerHead::Answers {
+            id: 1,
+            first: 4,
+            lens: vec![2, 3, 1],
+            failed: vec![1],
+        };
+        write_frame(&mut bytes, &head, &[b"ok", b"bad", b"!"]).unwrap();
+        let (head, payload): (FromWorkerHead, _) = read_frame(&mut &bytes[..]).unwrap().unwrap();
+        let Some(FromWorker::Answers {
+            id: 1,
+            first: 4,
+            answers,
+        }) = from_worker(head, payload)
+        else {
+            panic!("not answers");
+        };
+        assert_eq!(
+            answers,
+            [
+                Answer::Value(Bytes::from_static(b"ok")),
+                Answer::Failure(Bytes::from_static(b"bad")),
+                Answer::Value(Bytes::from_static(b"!"))
+            ]
+        );
+    }
+
+    #[test]
+    fn answers_whose_lengths_disagree_with_the_payload_are_refused() {
+        let head = FromWorkerHead::Answers {
+            id: 1,
+            first: 0,
+            lens: vec![5],
+            failed: vec![],
+        };
+        assert!(from_worker(head, Ok(b"abc".to_vec())).is_none());
+    }
+
+    #[test]
+    fn an_oversized_length_is_an_error_not_an_allocation() {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&1u32.to_le_bytes());
+        buf.extend_from_slice(&u64::MAX.to_le_bytes());
+        let err = read_frame::<ToWorkerHead>(&mut &buf[..]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_payload_that_cannot_be_allocated_is_skipped_not_aborted() {
+        // More than any allocation can hold: the bytes are read past (here
+        // the stream ends first, which is an error, not an abort).
+        let mut input = io::repeat(0).take(1000);
+        let err = read_payload(&mut input, 1 << 62).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let mut input = io::repeat(7).take(3);
+        assert_eq!(read_payload(&mut input, 3).unwrap().unwrap(), [7, 7, 7]);
+    }
+
+    #[test]
+    fn a_truncated_frame_is_an_error() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &FromWorkerHead::InitFailed, &[b"abc"]).unwrap();
+        buf.pop();
+        assert!(read_frame::<FromWorkerHead>(&mut &buf[..]).is_err());
+    }
+}

@@ -168,6 +168,9 @@ pub enum TaskErrorKind {
     /// back in this process) could not be deserialized, or its
     /// `Deserialize` impl panicked.
     Deserialize,
+    /// The worker reported an error in its own front end's terms (a
+    /// Python exception, say), not as a Rust panic.
+    Remote,
 }
 
 enum Repr {

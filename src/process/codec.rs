@@ -28,7 +28,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::engine::{Call, Codec, Item, Sink};
+use super::engine::{Call, Codec, Item, Items, Sink};
 use super::serde_messages;
 use super::worker::CallHandler;
 use crate::error::{Error, TaskError, TaskErrorKind, WorkerId, panic_message};
@@ -162,7 +162,7 @@ where
 {
     let mut buffer = Vec::with_capacity(FN_REF_BYTES + 16 * args.len());
     buffer.extend_from_slice(&fn_ref(f).to_bytes());
-    let (mut items, mut refused) = (Vec::with_capacity(args.len()), Vec::new());
+    let (mut items, mut refused) = (Items::with_capacity(args.len()), Vec::new());
     for (index, arg) in args.enumerate() {
         let start = buffer.len();
         match encode_value_into(arg, &mut buffer) {

@@ -6,16 +6,16 @@
 //! holds the pool's code, since functions cross as offsets into it.
 //! `/proc/self/exe` is that image for a program started normally, even if
 //! its file was replaced or deleted since. The worker gets the parent's
-//! own command line as its argv, so `std::env::args()` in a task sees what
-//! `main` saw, as CPython's workers see the parent's `sys.argv`.
+//! argv, so `std::env::args()` in a task sees what `main` saw, as
+//! CPython's workers see the parent's `sys.argv`.
 //!
 //! Two unusual starts are told apart by comparing the file that holds this
 //! code (from `/proc/self/maps`) with `/proc/self/exe`:
 //!
 //! * the program was started through the dynamic loader (`ld.so ./prog`)
-//!   or a wrapper that stays in the process: `/proc/self/exe` is the
-//!   loader. Running it with the parent's command line starts the program
-//!   the same way again, which works;
+//!   or a wrapper that stays in the process (valgrind): `/proc/self/exe` is
+//!   the loader or the wrapper. Workers run the program's own file
+//!   directly (its path as the process maps it), with its argv;
 //! * this code is in a shared library that some other program loaded (a
 //!   Python extension, say): re-running that program would not run our
 //!   worker, so that program must bring a launcher of its own.
@@ -23,7 +23,6 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -124,61 +123,41 @@ pub(crate) fn code_is_in_the_program() -> bool {
 }
 
 fn find_this_program() -> Result<Launcher, String> {
-    let mut argv = own_argv().into_iter();
-    let exe = fs::read_link(SELF_EXE).unwrap_or_else(|_| PathBuf::from(SELF_EXE));
+    let mut argv = std::env::args_os();
     let argv0 = argv.next();
     let args: Vec<OsString> = argv.collect();
-    let unusual = match image_of_this_code() {
+    let (program, unusual) = match image_of_this_code() {
         Some(image) if !is_self_exe(image.dev, image.inode) => {
+            let exe = fs::read_link(SELF_EXE).unwrap_or_else(|_| PathBuf::from(SELF_EXE));
             if !is_executable(&image.path) {
                 return Err(format!(
                     "the pool's code is in the shared library {}, loaded by {}; workers \
                      are started by running this process's program again, which would not \
                      reach that library's worker entry. A program that hosts the library \
                      must bring its own launcher (process::Launcher) and worker loop \
-                     (process::worker::serve)",
+                     (process::worker::serve_if_worker)",
                     image.path.display(),
                     exe.display()
                 ));
             }
-            let line: Vec<_> = argv0
-                .iter()
-                .chain(&args)
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            Some(format!(
-                "this process runs {} through {} (a loader or wrapper), and workers are \
-                 started the same way: `{}`",
+            let how = format!(
+                "this process runs {} through {} (a loader or wrapper), and workers run {} \
+                 directly",
                 image.path.display(),
                 exe.display(),
-                line.join(" ")
-            ))
+                image.path.display(),
+            );
+            (image.path, Some(how))
         }
-        _ => None,
+        _ => (PathBuf::from(SELF_EXE), None),
     };
     Ok(Launcher {
-        program: PathBuf::from(SELF_EXE),
+        program,
         arg0: argv0,
         args,
         env: Vec::new(),
         unusual,
     })
-}
-
-/// The command line this process was started with, as the kernel has it
-/// (a loader's own arguments included), else std's view of it.
-fn own_argv() -> Vec<OsString> {
-    let from_kernel = fs::read("/proc/self/cmdline").ok().map(|bytes| {
-        bytes
-            .split(|&b| b == 0)
-            .filter(|part| !part.is_empty())
-            .map(|part| OsString::from_vec(part.to_vec()))
-            .collect::<Vec<_>>()
-    });
-    match from_kernel {
-        Some(argv) if !argv.is_empty() => argv,
-        _ => std::env::args_os().collect(),
-    }
 }
 
 /// The file mapped where this code lives.

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 
 use rustix::io::{FdFlags, fcntl_setfd};
+use smallvec::{SmallVec, smallvec};
 
 use super::transport::pipe::{Marker, WORKER_ENV, marker};
 use super::transport::wire::{
@@ -190,17 +191,21 @@ const RETAINED_RESULT_BYTES: usize = 1 << 20;
 /// Serves calls until the pool closes the input; returns the exit code.
 pub(crate) fn serve(pipes: Pipes, mut handler: impl CallHandler) -> i32 {
     let mut input = BufReader::new(pipes.input);
-    let mut output = BufWriter::new(pipes.output);
+    let mut output = Out {
+        writer: BufWriter::new(pipes.output),
+        scratch: Vec::new(),
+    };
     let proof = handler.proof();
-    if write_frame(&mut output, &FromWorkerHead::Ready, &[&proof])
-        .and_then(|()| output.flush())
-        .is_err()
-    {
+    if !matches!(
+        send(&mut output, &FromWorkerHead::Ready, &proof),
+        Served::Ok
+    ) {
         return exit_code::OUTPUT_GONE;
     }
     let mut result = Vec::new();
+    let mut header = Vec::new();
     loop {
-        let served = match read_frame::<ToWorkerHead>(&mut input) {
+        let served = match read_frame::<ToWorkerHead>(&mut input, &mut header) {
             Ok(Some((
                 ToWorkerHead::Call {
                     id,
@@ -261,8 +266,27 @@ enum Served {
     ProtocolError,
 }
 
-fn send(output: &mut BufWriter<File>, header: &FromWorkerHead, payload: &[u8]) -> Served {
-    match write_frame(output, header, &[payload]).and_then(|()| output.flush()) {
+/// The worker's output: frames built in one reused buffer.
+struct Out {
+    writer: BufWriter<File>,
+    scratch: Vec<u8>,
+}
+
+impl Out {
+    fn frame(&mut self, header: &FromWorkerHead, payload: &[&[u8]]) -> std::io::Result<()> {
+        write_frame(&mut self.writer, header, payload, &mut self.scratch)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+fn send(output: &mut Out, header: &FromWorkerHead, payload: &[u8]) -> Served {
+    match output
+        .frame(header, &[payload])
+        .and_then(|()| output.flush())
+    {
         Ok(()) => Served::Ok,
         Err(_) => Served::OutputGone,
     }
@@ -284,7 +308,7 @@ impl Call<'_> {
         function_len: u32,
         payload: &[u8],
         result: &mut Vec<u8>,
-        output: &mut BufWriter<File>,
+        output: &mut Out,
     ) -> Served {
         let Some((function, mut args)) = payload.split_at_checked(function_len as usize) else {
             return Served::ProtocolError;
@@ -333,7 +357,7 @@ impl Call<'_> {
         &self,
         handler: &mut impl CallHandler,
         len: u64,
-        output: &mut BufWriter<File>,
+        output: &mut Out,
     ) -> Served {
         let mut answers = Answers::default();
         let message = format!("the argument ({len} bytes) does not fit in the worker's memory");
@@ -356,26 +380,26 @@ fn send_one(
     index: u32,
     outcome: &Result<(), Vec<u8>>,
     result: &[u8],
-    output: &mut BufWriter<File>,
+    output: &mut Out,
 ) -> std::io::Result<()> {
     let (body, failed) = match outcome {
-        Ok(()) => (result, Vec::new()),
-        Err(failure) => (&failure[..], vec![0]),
+        Ok(()) => (result, SmallVec::new()),
+        Err(failure) => (&failure[..], smallvec![0]),
     };
     let header = FromWorkerHead::Answers {
         id,
         first: index,
-        lens: vec![body.len() as u64],
+        lens: smallvec![body.len() as u64],
         failed,
     };
-    write_frame(output, &header, &[body])
+    output.frame(&header, &[body])
 }
 
 /// Answers collected for one frame.
 #[derive(Default)]
 struct Answers {
-    lens: Vec<u64>,
-    failed: Vec<u32>,
+    lens: SmallVec<[u64; 1]>,
+    failed: SmallVec<[u32; 1]>,
     bytes: Vec<u8>,
 }
 
@@ -393,14 +417,14 @@ impl Answers {
     }
 
     /// Writes the collected answers as one frame.
-    fn send(&mut self, id: u64, output: &mut BufWriter<File>) -> std::io::Result<()> {
+    fn send(&mut self, id: u64, output: &mut Out) -> std::io::Result<()> {
         let header = FromWorkerHead::Answers {
             id,
             first: 0,
             lens: std::mem::take(&mut self.lens),
             failed: std::mem::take(&mut self.failed),
         };
-        let written = write_frame(output, &header, &[&self.bytes]);
+        let written = output.frame(&header, &[&self.bytes]);
         self.bytes.clear();
         written
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use smallvec::SmallVec;
 
 use super::table::{ReaderBusy, Settle, Stop, Worker};
 use super::{ENGINE_THREAD, Engine, Request, STARTUP_TIMEOUT};
@@ -121,7 +122,13 @@ impl Engine {
     }
 
     /// Items `first..` of call `call_id` answered, in order.
-    fn on_answers(&self, worker_id: u64, call_id: u64, first: usize, answers: Vec<Answer>) {
+    fn on_answers(
+        &self,
+        worker_id: u64,
+        call_id: u64,
+        first: usize,
+        answers: SmallVec<[Answer; 1]>,
+    ) {
         let (delivery, mut settle) = {
             let mut state = self.state.lock();
             let Some(worker) = state.workers.iter_mut().find(|w| w.id == worker_id) else {
@@ -137,7 +144,7 @@ impl Engine {
                 return;
             }
             let sink = Arc::clone(&head.sink);
-            let mut deliveries = Vec::with_capacity(answers.len());
+            let mut deliveries: SmallVec<[(usize, Delivery); 1]> = SmallVec::new();
             for answer in answers {
                 let position = head.answered;
                 let Some(item) = head.call.items.get(position) else {

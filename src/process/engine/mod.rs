@@ -62,6 +62,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
 use self::table::{Queued, Running, Settle, State, Stop};
 use super::launcher::Launcher;
@@ -232,12 +233,15 @@ impl Item {
 pub struct Call {
     function: Bytes,
     buffer: Bytes,
-    items: Vec<Item>,
+    items: Items,
 }
+
+/// A call's items: one, for a `submit`, without an allocation.
+pub(crate) type Items = SmallVec<[Item; 1]>;
 
 impl Call {
     /// A call with items the caller made sure lie within `buffer`.
-    pub(crate) fn new(function: Bytes, buffer: Bytes, items: Vec<Item>) -> Call {
+    pub(crate) fn new(function: Bytes, buffer: Bytes, items: Items) -> Call {
         Call {
             function,
             buffer,
@@ -251,7 +255,7 @@ impl Call {
         Call::new(
             function,
             arg,
-            vec![Item {
+            smallvec::smallvec![Item {
                 index: 0,
                 start: 0,
                 end,
@@ -263,7 +267,8 @@ impl Call {
     /// does not, or there is none.
     pub fn from_buffer(function: Bytes, buffer: Bytes, items: Vec<Item>) -> Option<Call> {
         let fits = |i: &Item| i.start <= i.end && i.end <= buffer.len();
-        (!items.is_empty() && items.iter().all(fits)).then(|| Call::new(function, buffer, items))
+        (!items.is_empty() && items.iter().all(fits))
+            .then(|| Call::new(function, buffer, items.into()))
     }
 
     /// How many items it has.
@@ -281,8 +286,8 @@ impl Call {
     }
 
     /// The items' bytes, as few slices of the buffer as they allow.
-    fn parts(&self) -> Vec<Bytes> {
-        let mut parts: Vec<(usize, usize)> = Vec::with_capacity(1);
+    fn parts(&self) -> SmallVec<[Bytes; 1]> {
+        let mut parts: SmallVec<[(usize, usize); 1]> = SmallVec::new();
         for item in &self.items {
             match parts.last_mut() {
                 Some(last) if last.1 == item.start => last.1 = item.end,
@@ -296,7 +301,7 @@ impl Call {
     }
 
     /// The same call with only `items`.
-    fn with_items(&self, items: Vec<Item>) -> Call {
+    fn with_items(&self, items: Items) -> Call {
         Call::new(self.function.clone(), self.buffer.clone(), items)
     }
 }

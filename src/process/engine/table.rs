@@ -8,7 +8,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Instant;
 
-use super::{Call, Item, Sink};
+use smallvec::SmallVec;
+
+use super::{Call, Items, Sink};
 use crate::error::{Error, WorkerId};
 use crate::process::transport::{Link, StopHow};
 
@@ -210,7 +212,7 @@ impl Running {
 
     /// The items at `positions`, as a call to queue again.
     pub(super) fn requeue(&self, positions: impl Iterator<Item = usize>) -> Option<Queued> {
-        let items: Vec<Item> = positions.map(|p| self.call.items[p]).collect();
+        let items: Items = positions.map(|p| self.call.items[p]).collect();
         (!items.is_empty()).then(|| Queued {
             call: self.call.with_items(items),
             sink: Arc::clone(&self.sink),
@@ -240,7 +242,7 @@ pub(super) enum Stop {
 #[derive(Default)]
 pub(super) struct Settle {
     /// Links with messages queued under the lock, to send after it.
-    pub(super) sends: Vec<Arc<dyn Link>>,
+    pub(super) sends: SmallVec<[Arc<dyn Link>; 1]>,
     pub(super) failed: Vec<(Arc<dyn Sink>, usize, Error)>,
     pub(super) cancelled: Vec<(Arc<dyn Sink>, usize)>,
 }

@@ -217,8 +217,11 @@ impl Fake {
     }
 
     fn answer_items(&self, id: u64, first: u32, answers: Vec<Answer>) {
-        self.events
-            .received(FromWorker::Answers { id, first, answers });
+        self.events.received(FromWorker::Answers {
+            id,
+            first,
+            answers: answers.into(),
+        });
         self.events.caught_up();
     }
 

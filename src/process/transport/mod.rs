@@ -18,6 +18,7 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::error::{ExitCause, WorkerId};
 
@@ -32,8 +33,8 @@ pub(crate) enum ToWorker {
     Call {
         id: u64,
         function: Bytes,
-        lens: Vec<u64>,
-        parts: Vec<Bytes>,
+        lens: SmallVec<[u64; 1]>,
+        parts: SmallVec<[Bytes; 1]>,
         report_each: bool,
     },
 }
@@ -52,7 +53,7 @@ pub(crate) enum FromWorker {
     Answers {
         id: u64,
         first: u32,
-        answers: Vec<Answer>,
+        answers: SmallVec<[Answer; 1]>,
     },
 }
 

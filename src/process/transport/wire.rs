@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use smallvec::{SmallVec, smallvec};
 
 use super::{Answer, FromWorker, ToWorker};
 
@@ -38,7 +39,7 @@ pub(crate) enum ToWorkerHead {
     Call {
         id: u64,
         function_len: u32,
-        lens: Vec<u64>,
+        lens: SmallVec<[u64; 1]>,
         report_each: bool,
     },
 }
@@ -55,8 +56,8 @@ pub(crate) enum FromWorkerHead {
     Answers {
         id: u64,
         first: u32,
-        lens: Vec<u64>,
-        failed: Vec<u32>,
+        lens: SmallVec<[u64; 1]>,
+        failed: SmallVec<[u32; 1]>,
     },
 }
 
@@ -65,8 +66,8 @@ pub(crate) enum FromWorkerHead {
 /// copy).
 #[derive(Debug, Clone)]
 pub(crate) struct Frame {
-    pub(crate) head: Vec<u8>,
-    pub(crate) body: Vec<Bytes>,
+    pub(crate) head: Head,
+    pub(crate) body: SmallVec<[Bytes; 2]>,
 }
 
 impl Frame {
@@ -75,16 +76,58 @@ impl Frame {
     }
 }
 
+/// A frame's prefix and header: held inline, headers being short.
+pub(crate) type Head = SmallVec<[u8; 64]>;
+
 /// A frame's prefix and header, for a payload of `payload_len` bytes that
 /// follows it.
-pub(crate) fn encode_head<M: Serialize>(message: &M, payload_len: usize) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(64);
-    head.extend_from_slice(&[0u8; PREFIX_BYTES]);
-    let mut head = postcard::to_extend(message, head).map_err(io::Error::other)?;
+pub(crate) fn encode_head<M: Serialize>(message: &M, payload_len: usize) -> io::Result<Head> {
+    let mut inline = [0u8; 64];
+    let mut head = match postcard::to_slice(message, &mut inline[PREFIX_BYTES..]) {
+        Ok(used) => {
+            let len = PREFIX_BYTES + used.len();
+            Head::from_slice(&inline[..len])
+        }
+        // A long header (a big chunk's item lengths) goes to the heap.
+        Err(postcard::Error::SerializeBufferFull) => {
+            let mut long = Vec::with_capacity(256);
+            encode_head_into(message, payload_len, &mut long)?;
+            return Ok(Head::from_vec(long));
+        }
+        Err(e) => return Err(io::Error::other(e)),
+    };
+    fill_prefix(&mut head, payload_len)?;
+    Ok(head)
+}
+
+/// Writes a frame's prefix once its header follows it in `head`.
+fn fill_prefix(head: &mut [u8], payload_len: usize) -> io::Result<()> {
     let header_len = u32::try_from(head.len() - PREFIX_BYTES).map_err(io::Error::other)?;
     head[..4].copy_from_slice(&header_len.to_le_bytes());
     head[4..PREFIX_BYTES].copy_from_slice(&(payload_len as u64).to_le_bytes());
-    Ok(head)
+    Ok(())
+}
+
+/// [`encode_head`] into `head`, which is cleared first (a buffer reused
+/// from frame to frame).
+fn encode_head_into<M: Serialize>(
+    message: &M,
+    payload_len: usize,
+    head: &mut Vec<u8>,
+) -> io::Result<()> {
+    head.clear();
+    head.extend_from_slice(&[0u8; PREFIX_BYTES]);
+    postcard::to_extend(message, Append(head)).map_err(io::Error::other)?;
+    fill_prefix(head, payload_len)
+}
+
+/// A `Vec` that postcard extends in place.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
+    }
 }
 
 fn len_u32(bytes: &Bytes) -> io::Result<u32> {
@@ -101,7 +144,7 @@ pub(crate) fn to_worker_frame(message: ToWorker) -> io::Result<Frame> {
             let payload_len = function.len() + arg.len();
             Ok(Frame {
                 head: encode_head(&head, payload_len)?,
-                body: vec![function, arg],
+                body: smallvec![function, arg],
             })
         }
         ToWorker::Call {
@@ -118,7 +161,7 @@ pub(crate) fn to_worker_frame(message: ToWorker) -> io::Result<Frame> {
                 lens,
                 report_each,
             };
-            let mut body = Vec::with_capacity(1 + parts.len());
+            let mut body = SmallVec::with_capacity(1 + parts.len());
             body.push(function);
             body.extend(parts);
             Ok(Frame {
@@ -148,6 +191,15 @@ pub(crate) fn from_worker(head: FromWorkerHead, payload: Payload) -> Option<From
         } => {
             let total: u64 = lens.iter().sum();
             let answers = match payload {
+                // One answer (a `submit`): the payload as it is.
+                Ok(bytes) if lens.len() == 1 && bytes.len() as u64 == total => {
+                    let bytes = Bytes::from(bytes);
+                    if failed.is_empty() {
+                        smallvec![Answer::Value(bytes)]
+                    } else {
+                        smallvec![Answer::Failure(bytes)]
+                    }
+                }
                 Ok(bytes) if bytes.len() as u64 == total => {
                     let mut payload = Bytes::from(bytes);
                     let mut failed = failed.into_iter().peekable();
@@ -182,21 +234,23 @@ pub(crate) fn from_worker(head: FromWorkerHead, payload: Payload) -> Option<From
 /// system call costs less than the copy.
 const COALESCE_BYTES: usize = 64 * 1024;
 
-/// Writes one frame to a stream (the worker's side). The caller flushes.
+/// Writes one frame to a stream (the worker's side), building it in
+/// `scratch`, a buffer reused from frame to frame. The caller flushes.
 pub(crate) fn write_frame<M: Serialize>(
     out: &mut impl Write,
     header: &M,
     payload: &[&[u8]],
+    scratch: &mut Vec<u8>,
 ) -> io::Result<()> {
     let payload_len = payload.iter().map(|p| p.len()).sum();
-    let mut frame = encode_head(header, payload_len)?;
+    encode_head_into(header, payload_len, scratch)?;
     if payload_len <= COALESCE_BYTES {
         for part in payload {
-            frame.extend_from_slice(part);
+            scratch.extend_from_slice(part);
         }
-        out.write_all(&frame)
+        out.write_all(scratch)
     } else {
-        out.write_all(&frame)?;
+        out.write_all(scratch)?;
         payload.iter().try_for_each(|part| out.write_all(part))
     }
 }
@@ -206,9 +260,11 @@ pub(crate) fn write_frame<M: Serialize>(
 /// stays in step and only this one frame is lost).
 pub(crate) type Payload = Result<Vec<u8>, u64>;
 
-/// Reads one frame; `Ok(None)` at a clean end of stream.
+/// Reads one frame; `Ok(None)` at a clean end of stream. `header` is a
+/// buffer reused from frame to frame.
 pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
     input: &mut impl Read,
+    header: &mut Vec<u8>,
 ) -> io::Result<Option<(M, Payload)>> {
     let mut prefix = [0u8; PREFIX_BYTES];
     match input.read_exact(&mut prefix[..1]) {
@@ -226,10 +282,11 @@ pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
             format!("frame of {payload_len} bytes exceeds the limit of {MAX_FRAME_BYTES}"),
         ));
     }
-    let mut header = vec![0u8; header_len as usize];
-    input.read_exact(&mut header)?;
+    header.clear();
+    header.resize(header_len as usize, 0);
+    input.read_exact(header)?;
     let message =
-        postcard::from_bytes(&header).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        postcard::from_bytes(header).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let payload = read_payload(input, payload_len)?;
     Ok(Some((message, payload)))
 }
@@ -258,7 +315,7 @@ mod tests {
     use super::*;
 
     fn frame_bytes(frame: &Frame) -> Vec<u8> {
-        let mut bytes = frame.head.clone();
+        let mut bytes = frame.head.to_vec();
         for part in &frame.body {
             bytes.extend_from_slice(part);
         }
@@ -270,22 +327,27 @@ mod tests {
         let frame = to_worker_frame(ToWorker::Call {
             id: 7,
             function: Bytes::from_static(b"fn"),
-            lens: vec![3, 4],
-            parts: vec![Bytes::from_static(b"abcdefg")],
+            lens: smallvec![3, 4],
+            parts: smallvec![Bytes::from_static(b"abcdefg")],
             report_each: true,
         })
         .unwrap();
         let bytes = frame_bytes(&frame);
         assert_eq!(bytes.len(), frame.len());
         let mut input = &bytes[..];
-        let (head, payload): (ToWorkerHead, _) = read_frame(&mut input).unwrap().unwrap();
+        let (head, payload): (ToWorkerHead, _) =
+            read_frame(&mut input, &mut Vec::new()).unwrap().unwrap();
         assert!(matches!(
             head,
             ToWorkerHead::Call { id: 7, function_len: 2, ref lens, report_each: true }
-                if lens == &[3, 4]
+                if lens[..] == [3, 4]
         ));
         assert_eq!(payload.unwrap(), b"fnabcdefg");
-        assert!(read_frame::<ToWorkerHead>(&mut input).unwrap().is_none());
+        assert!(
+            read_frame::<ToWorkerHead>(&mut input, &mut Vec::new())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -294,11 +356,13 @@ mod tests {
         let head = FromWorkerHead::Answers {
             id: 1,
             first: 4,
-            lens: vec![2, 3, 1],
-            failed: vec![1],
+            lens: smallvec![2, 3, 1],
+            failed: smallvec![1],
         };
-        write_frame(&mut bytes, &head, &[b"ok", b"bad", b"!"]).unwrap();
-        let (head, payload): (FromWorkerHead, _) = read_frame(&mut &bytes[..]).unwrap().unwrap();
+        write_frame(&mut bytes, &head, &[b"ok", b"bad", b"!"], &mut Vec::new()).unwrap();
+        let (head, payload): (FromWorkerHead, _) = read_frame(&mut &bytes[..], &mut Vec::new())
+            .unwrap()
+            .unwrap();
         let Some(FromWorker::Answers {
             id: 1,
             first: 4,
@@ -308,7 +372,7 @@ mod tests {
             panic!("not answers");
         };
         assert_eq!(
-            answers,
+            answers[..],
             [
                 Answer::Value(Bytes::from_static(b"ok")),
                 Answer::Failure(Bytes::from_static(b"bad")),
@@ -322,8 +386,8 @@ mod tests {
         let head = FromWorkerHead::Answers {
             id: 1,
             first: 0,
-            lens: vec![5],
-            failed: vec![],
+            lens: smallvec![5],
+            failed: SmallVec::new(),
         };
         assert!(from_worker(head, Ok(b"abc".to_vec())).is_none());
     }
@@ -333,7 +397,7 @@ mod tests {
         let mut buf = Vec::new();
         buf.extend_from_slice(&1u32.to_le_bytes());
         buf.extend_from_slice(&u64::MAX.to_le_bytes());
-        let err = read_frame::<ToWorkerHead>(&mut &buf[..]).unwrap_err();
+        let err = read_frame::<ToWorkerHead>(&mut &buf[..], &mut Vec::new()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
@@ -351,8 +415,14 @@ mod tests {
     #[test]
     fn a_truncated_frame_is_an_error() {
         let mut buf = Vec::new();
-        write_frame(&mut buf, &FromWorkerHead::InitFailed, &[b"abc"]).unwrap();
+        write_frame(
+            &mut buf,
+            &FromWorkerHead::InitFailed,
+            &[b"abc"],
+            &mut Vec::new(),
+        )
+        .unwrap();
         buf.pop();
-        assert!(read_frame::<FromWorkerHead>(&mut &buf[..]).is_err());
+        assert!(read_frame::<FromWorkerHead>(&mut &buf[..], &mut Vec::new()).is_err());
     }
 }

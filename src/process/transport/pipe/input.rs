@@ -20,8 +20,10 @@ use rustix::event::{PollFd, PollFlags, poll};
 
 use crate::process::transport::wire::Frame;
 
-/// The most slices one `writev` is given; the rest go in the next call.
-const MAX_SLICES: usize = 64;
+/// The most slices one `writev` is given; the rest go in the next call. A
+/// frame has a header, a function and its arguments, usually in one
+/// slice; only a chunk sent again in pieces has more.
+const MAX_SLICES: usize = 8;
 
 /// A frame partly written.
 struct Pending {
@@ -40,7 +42,8 @@ impl Pending {
         let total = self.frame.len();
         while self.written < total {
             let mut skip = self.written;
-            let mut slices = Vec::with_capacity(MAX_SLICES.min(1 + self.frame.body.len()));
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut count = 0;
             for part in
                 std::iter::once(&self.frame.head[..]).chain(self.frame.body.iter().map(|b| &b[..]))
             {
@@ -48,13 +51,14 @@ impl Pending {
                     skip -= part.len();
                     continue;
                 }
-                slices.push(IoSlice::new(&part[skip..]));
+                slices[count] = IoSlice::new(&part[skip..]);
+                count += 1;
                 skip = 0;
-                if slices.len() == MAX_SLICES {
+                if count == MAX_SLICES {
                     break;
                 }
             }
-            match rustix::io::writev(fd, &slices) {
+            match rustix::io::writev(fd, &slices[..count]) {
                 Ok(n) => self.written += n,
                 Err(rustix::io::Errno::AGAIN) => return Ok(Progress::WouldBlock),
                 Err(rustix::io::Errno::INTR) => {}
@@ -259,13 +263,13 @@ mod tests {
         let big = Bytes::from(vec![7u8; 1 << 20]);
         // Nobody reads yet: both sends must return at once.
         input.push(Frame {
-            head: b"one:".to_vec(),
-            body: vec![big.clone()],
+            head: b"one:"[..].into(),
+            body: smallvec::smallvec![big.clone()],
         });
         input.flush();
         input.push(Frame {
-            head: b"two:".to_vec(),
-            body: vec![Bytes::from_static(b"end")],
+            head: b"two:"[..].into(),
+            body: smallvec::smallvec![Bytes::from_static(b"end")],
         });
         input.flush();
         let mut got = vec![0u8; 4 + (1 << 20) + 7];

@@ -4,7 +4,9 @@
 //! The child gets its pipe ends, named in an environment variable, and
 //! `PR_SET_PDEATHSIG = SIGKILL`, so it dies with the thread that started it
 //! (the engine's long-lived supervisor) and thus with the parent (SPEC
-//! P10). Signals go through a pidfd, which cannot hit a recycled pid.
+//! P10). Signals go through a pidfd, which cannot hit a recycled pid; where
+//! the system offers none (an old kernel, or valgrind), by pid, but only
+//! until the worker is reaped, before which its pid cannot be reused.
 //! Writing never blocks a caller (`input.rs`); reading ends when the worker
 //! exits, even if a process it forked keeps the pipe open (`output.rs`).
 //! One reader thread per worker reads its frames, reports them, and reaps
@@ -19,10 +21,11 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use rustix::fs::{OFlags, fcntl_setfl};
 use rustix::io::{FdFlags, fcntl_dupfd_cloexec, fcntl_setfd};
 use rustix::pipe::{PipeFlags, pipe_with};
-use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open, pidfd_send_signal};
 
 use self::input::Input;
 use self::output::Output;
@@ -105,17 +108,18 @@ impl Transport for PipeTransport {
         let link = Arc::new(PipeLink {
             worker: WorkerId::process(pid),
             input: started.input,
-            pidfd: Arc::clone(&started.pidfd),
+            process: Arc::clone(&started.process),
         });
         let (child, mut output) = (started.child, started.output);
         let caught_up = Arc::clone(&events);
         output.on_wait(move || caught_up.caught_up());
+        let process = Arc::clone(&started.process);
         let reader = std::thread::Builder::new()
             .name(format!("process-pool-reader-{pid}"))
-            .spawn(move || read_until_exit(child, output, &*events));
+            .spawn(move || read_until_exit(child, &process, output, &*events));
         if let Err(e) = reader {
             // Without its reader the worker cannot be heard: end it.
-            let _ = pidfd_send_signal(&*link.pidfd, Signal::KILL);
+            link.process.signal(Signal::KILL);
             return Err(e);
         }
         Ok(link)
@@ -140,11 +144,42 @@ impl Transport for PipeTransport {
     }
 }
 
+/// A worker process, for signalling.
+pub(super) struct Process {
+    pid: Pid,
+    /// `None` where the system has no pidfds.
+    pub(super) pidfd: Option<OwnedFd>,
+    /// Set just before the process is reaped: from then on its pid may
+    /// name another process, so it is signalled no more.
+    reaped: Mutex<bool>,
+}
+
+impl Process {
+    /// Sends `signal`; a process that already ended is not an error.
+    fn signal(&self, signal: Signal) {
+        match &self.pidfd {
+            Some(pidfd) => {
+                let _ = pidfd_send_signal(pidfd, signal);
+            }
+            None => {
+                let reaped = self.reaped.lock();
+                if !*reaped {
+                    let _ = kill_process(self.pid, signal);
+                }
+            }
+        }
+    }
+
+    fn reaping(&self) {
+        *self.reaped.lock() = true;
+    }
+}
+
 /// One worker process.
 struct PipeLink {
     worker: WorkerId,
     input: Arc<Input>,
-    pidfd: Arc<OwnedFd>,
+    process: Arc<Process>,
 }
 
 impl Link for PipeLink {
@@ -177,16 +212,16 @@ impl Link for PipeLink {
             StopHow::Terminate => Signal::TERM,
             StopHow::Kill => Signal::KILL,
         };
-        // A worker that already ended is not an error.
-        let _ = pidfd_send_signal(&*self.pidfd, signal);
+        self.process.signal(signal);
     }
 }
 
 /// The reader thread of one worker: frames in, then the reaping.
-fn read_until_exit(mut child: Child, output: Output, events: &dyn LinkEvents) {
+fn read_until_exit(mut child: Child, process: &Process, output: Output, events: &dyn LinkEvents) {
     let mut input = BufReader::new(output);
+    let mut header = Vec::new();
     let understood = loop {
-        match read_frame::<FromWorkerHead>(&mut input) {
+        match read_frame::<FromWorkerHead>(&mut input, &mut header) {
             Ok(Some((head, payload))) => match wire::from_worker(head, payload) {
                 Some(message) => events.received(message),
                 None => break false,
@@ -198,9 +233,10 @@ fn read_until_exit(mut child: Child, output: Output, events: &dyn LinkEvents) {
     drop(input);
     if !understood {
         // A corrupt stream: the worker can no longer be understood.
-        let _ = child.kill();
+        process.signal(Signal::KILL);
     }
     // The output ended: the worker has exited or is exiting. Reap it.
+    process.reaping();
     let status = child.wait();
     events.ended(exit_cause(status));
 }
@@ -209,7 +245,7 @@ fn read_until_exit(mut child: Child, output: Output, events: &dyn LinkEvents) {
 struct Spawned {
     child: Child,
     pid: u32,
-    pidfd: Arc<OwnedFd>,
+    process: Arc<Process>,
     input: Arc<Input>,
     output: Output,
 }
@@ -264,17 +300,25 @@ fn spawn(launcher: &Launcher) -> io::Result<Spawned> {
     }
     let child = cmd.spawn()?;
     let pid = child.id();
-    let pidfd = match Pid::from_raw(pid as i32).map(|p| pidfd_open(p, PidfdFlags::empty())) {
-        Some(Ok(fd)) => Arc::new(fd),
-        Some(Err(e)) => return Err(kill_unwatched(child, e.into())),
-        None => return Err(kill_unwatched(child, io::Error::other("invalid pid"))),
+    let Some(raw) = Pid::from_raw(pid as i32) else {
+        return Err(kill_unwatched(child, io::Error::other("invalid pid")));
     };
+    let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
+        Ok(fd) => Some(fd),
+        Err(rustix::io::Errno::NOSYS) => None,
+        Err(e) => return Err(kill_unwatched(child, e.into())),
+    };
+    let process = Arc::new(Process {
+        pid: raw,
+        pidfd,
+        reaped: Mutex::new(false),
+    });
     Ok(Spawned {
         child,
         pid,
         input: Input::new(parent_writes, pid.to_string()),
-        output: Output::new(parent_reads, Arc::clone(&pidfd)),
-        pidfd,
+        output: Output::new(parent_reads, Arc::clone(&process)),
+        process,
     })
 }
 

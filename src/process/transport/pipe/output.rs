@@ -4,7 +4,8 @@
 //! copy of the pipe's write end in the child, and the pipe then stays open
 //! after the worker dies. So the reader also watches the worker's pidfd:
 //! once the process has exited, whatever is still in the pipe is read and
-//! then the output counts as ended, whoever else holds the pipe.
+//! then the output counts as ended, whoever else holds the pipe. (Where
+//! the system has no pidfds, only the pipe's end tells.)
 
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
@@ -12,11 +13,13 @@ use std::sync::Arc;
 
 use rustix::event::{PollFd, PollFlags, poll};
 
+use super::Process;
+
 /// Reads a worker's answers; end of stream when the worker has exited.
 pub(crate) struct Output {
     /// Non-blocking.
     fd: OwnedFd,
-    pidfd: Arc<OwnedFd>,
+    process: Arc<Process>,
     exited: bool,
     /// Called whenever everything the worker wrote so far has been read
     /// and the reader is about to wait for more.
@@ -24,11 +27,11 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    /// `fd` must be non-blocking; `pidfd` is the worker's.
-    pub(crate) fn new(fd: OwnedFd, pidfd: Arc<OwnedFd>) -> Self {
+    /// `fd` must be non-blocking; `process` is the worker.
+    pub(super) fn new(fd: OwnedFd, process: Arc<Process>) -> Self {
         Output {
             fd,
-            pidfd,
+            process,
             exited: false,
             on_wait: None,
         }
@@ -53,17 +56,21 @@ impl Read for Output {
             if let Some(f) = &mut self.on_wait {
                 f();
             }
-            let mut fds = [
-                PollFd::new(&self.fd, PollFlags::IN),
-                PollFd::new(&*self.pidfd, PollFlags::IN),
-            ];
-            match poll(&mut fds, None) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-            if !fds[1].revents().is_empty() {
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            let watched = match &self.process.pidfd {
+                Some(pidfd) => {
+                    let mut both = [fds[0].clone(), PollFd::new(pidfd, PollFlags::IN)];
+                    let polled = poll(&mut both, None);
+                    let exited = !both[1].revents().is_empty();
+                    polled.map(|_| exited)
+                }
+                None => poll(&mut fds, None).map(|_| false),
+            };
+            match watched {
                 // Exited: drain what it wrote, then end.
-                self.exited = true;
+                Ok(true) => self.exited = true,
+                Ok(false) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }

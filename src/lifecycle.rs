@@ -16,6 +16,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::{Acquire, Release};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -73,7 +74,19 @@ impl Lifecycle {
 
     /// Stops accepting work; true for the call that did it.
     pub(crate) fn shut_down(&self) -> bool {
-        self.flags.fetch_or(SHUT_DOWN, Release) & SHUT_DOWN == 0
+        let first = self.flags.fetch_or(SHUT_DOWN, Release) & SHUT_DOWN == 0;
+        if first {
+            self.wake_stop_waiters();
+        }
+        first
+    }
+
+    /// Wakes [`wait_stopped`](Self::wait_stopped), which looks at the
+    /// flags under the workers' lock: taking it orders this after a waiter
+    /// that looked and is about to wait.
+    fn wake_stop_waiters(&self) {
+        drop(self.workers.lock());
+        self.worker_gone.notify_all();
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
@@ -90,7 +103,9 @@ impl Lifecycle {
             .broken
             .get_or_init(|| BrokenExecutor::new(self.kind, reason.into()))
             .clone();
-        self.flags.fetch_or(BROKEN, Release);
+        if self.flags.fetch_or(BROKEN, Release) & BROKEN == 0 {
+            self.wake_stop_waiters();
+        }
         broken
     }
 
@@ -117,6 +132,25 @@ impl Lifecycle {
     #[cfg(test)]
     pub(crate) fn live_workers(&self) -> usize {
         self.workers.lock().live
+    }
+
+    /// Waits until the pool is shut down or broken and every worker is
+    /// gone, or `deadline` passes; true in the first case.
+    pub(crate) fn wait_stopped(&self, deadline: Option<Instant>) -> bool {
+        let mut workers = self.workers.lock();
+        loop {
+            if (self.is_shut_down() || self.is_broken()) && workers.live == 0 {
+                return true;
+            }
+            match deadline {
+                Some(d) => {
+                    if self.worker_gone.wait_until(&mut workers, d).timed_out() {
+                        return (self.is_shut_down() || self.is_broken()) && workers.live == 0;
+                    }
+                }
+                None => self.worker_gone.wait(&mut workers),
+            }
+        }
     }
 
     /// Waits until every worker is gone. `inside`: the caller is one of

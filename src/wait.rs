@@ -363,6 +363,56 @@ impl<T> Iterator for AsCompleted<T> {
 impl<T> ExactSizeIterator for AsCompleted<T> {}
 
 impl<T> AsCompleted<T> {
+    /// The next future to complete, waiting no later than `deadline`:
+    /// `Ok(None)` once every future was yielded, [`Error::Timeout`] when
+    /// the deadline came first. Unlike [`as_completed_deadline`]'s timeout
+    /// this one ends nothing: the next call waits again, so a caller can
+    /// wait in slices (to look at something else in between) and still
+    /// see every future once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when `deadline` passed with futures left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use concurrent_futures::{as_completed, Error, Future};
+    ///
+    /// let f: Future<i32> = Future::new();
+    /// let mut it = as_completed([&f]);
+    /// assert!(matches!(it.next_before(Instant::now()), Err(Error::Timeout)));
+    /// f.set_result(1).unwrap();
+    /// assert_eq!(it.next_before(Instant::now()).unwrap(), Some(f));
+    /// assert_eq!(it.next_before(Instant::now()).unwrap(), None);
+    /// ```
+    pub fn next_before(&mut self, deadline: Instant) -> Result<Option<Future<T>>, Error> {
+        if let Some(f) = self.try_next() {
+            return Ok(Some(f));
+        }
+        let c = &mut self.completions;
+        while c.remaining > 0 {
+            if c.on_worker && c.waiter.is_empty() {
+                c.run_one_inline();
+            }
+            match c.waiter.next_until(Some(deadline)) {
+                Some(i) => {
+                    if let Some(f) = c.take(i) {
+                        return Ok(Some(f));
+                    }
+                }
+                None => return Err(Error::Timeout),
+            }
+        }
+        Ok(None)
+    }
+
+    /// How many futures it has yet to yield.
+    pub fn remaining(&self) -> usize {
+        self.completions.remaining
+    }
+
     /// The next future that is already done, without blocking.
     ///
     /// # Examples

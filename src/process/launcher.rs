@@ -23,7 +23,9 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 use crate::process::codec::code_address;
@@ -35,7 +37,7 @@ const SELF_EXE: &str = "/proc/self/exe";
 /// How a worker process is started: a program, its arguments and its
 /// environment (on top of this process's). The pool adds what the worker
 /// needs to find its pipes; the program must then call
-/// [`worker::serve`](crate::process::worker::serve) (or be a Rust program
+/// [`serve_if_worker`](crate::process::worker::serve_if_worker) (or be a Rust program
 /// with this library's worker entry).
 ///
 /// # Examples
@@ -57,6 +59,8 @@ pub struct Launcher {
     pub(crate) arg0: Option<OsString>,
     pub(crate) args: Vec<OsString>,
     pub(crate) env: Vec<(OsString, OsString)>,
+    /// Descriptors each worker gets, with the number it gets each as.
+    pub(crate) passed_fds: Vec<(Arc<OwnedFd>, RawFd)>,
     /// When this process was started in an unusual way, how (for the
     /// advice if its workers do not start).
     pub(crate) unusual: Option<String>,
@@ -70,6 +74,7 @@ impl Launcher {
             arg0: None,
             args: Vec::new(),
             env: Vec::new(),
+            passed_fds: Vec::new(),
             unusual: None,
         }
     }
@@ -89,6 +94,28 @@ impl Launcher {
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.env
             .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Gives each worker `fd` as its descriptor `number` (as CPython's
+    /// `spawn` hands a worker the pipes of the `multiprocessing` objects
+    /// in its initializer's arguments, by their numbers in the parent).
+    /// A worker fails to start if `number` is one of the standard streams
+    /// or one of its own pipes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::{AsRawFd, OwnedFd};
+    /// use concurrent_futures::process::Launcher;
+    ///
+    /// let file = std::fs::File::open("/dev/null").unwrap();
+    /// let number = file.as_raw_fd();
+    /// let launcher = Launcher::new("/usr/bin/python3").pass_fd(OwnedFd::from(file), number);
+    /// # drop(launcher);
+    /// ```
+    pub fn pass_fd(mut self, fd: OwnedFd, number: RawFd) -> Self {
+        self.passed_fds.push((Arc::new(fd), number));
         self
     }
 
@@ -156,6 +183,7 @@ fn find_this_program() -> Result<Launcher, String> {
         arg0: argv0,
         args,
         env: Vec::new(),
+        passed_fds: Vec::new(),
         unusual,
     })
 }

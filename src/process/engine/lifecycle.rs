@@ -46,7 +46,7 @@ impl LinkEvents for Events {
             FromWorker::Initialized => engine.on_initialized(self.worker),
             FromWorker::InitFailed { failure } => {
                 let message = engine.config.codec.failure_text(&failure);
-                engine.on_init_failed(message);
+                engine.on_init_failed(self.worker, message);
             }
             FromWorker::Answers { id, first, answers } => {
                 engine.on_answers(self.worker, id, first as usize, answers);
@@ -108,14 +108,18 @@ impl Engine {
         }
     }
 
-    fn on_init_failed(&self, message: String) {
+    /// The pool breaks; the worker that failed exits by itself (what it
+    /// still has to write, such as the log records a front end's
+    /// initializer sent to a queue, gets out), and is killed only if it
+    /// lingers.
+    fn on_init_failed(&self, worker_id: u64, message: String) {
         let settle = {
             let mut state = self.state.lock();
             let mut settle = Settle::default();
             let reason = format!(
                 "a process initializer failed, the process pool is not usable anymore: {message}"
             );
-            self.break_pool(&mut state, reason, &mut settle);
+            self.break_pool_sparing(&mut state, reason, Some(worker_id), &mut settle);
             settle
         };
         settle.run();
@@ -365,6 +369,7 @@ impl Engine {
                     self.break_pool(&mut state, reason, &mut settle);
                 }
                 drop(state);
+                self.started.notify_all();
                 settle.run();
                 self.life.worker_gone();
                 return;
@@ -372,6 +377,8 @@ impl Engine {
         };
         // It may have ended already (its end then removed it).
         let Some(position) = position.filter(|&p| state.workers[p].id == id) else {
+            drop(state);
+            self.started.notify_all();
             return;
         };
         if let Some(init) = self.init_message() {
@@ -385,6 +392,7 @@ impl Engine {
         }
         let mut settle = self.dispatch(&mut state);
         drop(state);
+        self.started.notify_all();
         // The initializer's message, queued before any call.
         settle.sends.push(link);
         settle.run();

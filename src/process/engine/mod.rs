@@ -29,7 +29,7 @@
 //!
 //! # Threads and races
 //!
-//! The transport's threads report what they hear ([`LinkEvents`]); the
+//! The transport's threads report what they hear (its link events); the
 //! *supervisor* starts workers (so that a child dies with the thread that
 //! started it) and enforces deadlines; submitting threads dispatch. Every
 //! decision is made under the one state lock, and every race is settled
@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
 
 use self::table::{Queued, Running, Settle, State, Stop};
@@ -454,6 +454,8 @@ struct Config {
 pub struct Engine {
     config: Config,
     state: Mutex<State>,
+    /// Signalled when a worker's start ends (it has its link, or failed).
+    started: Condvar,
     life: Lifecycle,
     supervisor: Sender<Request>,
 }
@@ -506,6 +508,7 @@ impl Engine {
                 codec,
             },
             state: Mutex::new(State::default()),
+            started: Condvar::new(),
             life: Lifecycle::new(BrokenKind::ProcessPool),
             supervisor,
         });
@@ -576,6 +579,7 @@ impl Engine {
                 codec: Arc::new(Nothing),
             },
             state: Mutex::new(State::default()),
+            started: Condvar::new(),
             life: Lifecycle::new(BrokenKind::ProcessPool),
             supervisor,
         };
@@ -622,6 +626,112 @@ impl Engine {
     /// True once broken.
     pub fn is_broken(&self) -> bool {
         self.life.is_broken()
+    }
+
+    /// Waits until it is shut down (or broken) and every worker is gone,
+    /// at most `timeout` (`None`: no limit); true if so. What CPython's
+    /// `ProcessPoolExecutor` offers as joining its manager thread.
+    pub fn join(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        if timeout.is_some() && deadline.is_none() {
+            return self.life.wait_stopped(None);
+        }
+        self.life.wait_stopped(deadline)
+    }
+
+    /// Why it broke, once it has.
+    pub fn broken(&self) -> Option<BrokenExecutor> {
+        self.life.broken()
+    }
+
+    /// The workers that run and take calls, by id (a worker retiring or
+    /// being stopped is left out); waits up to `timeout` for workers still
+    /// starting, so that a worker asked for is listed once it has a
+    /// process.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use concurrent_futures::process::Launcher;
+    /// # use concurrent_futures::process::engine::{Codec, Engine, EngineOptions};
+    /// # struct MyCodec;
+    /// # impl Codec for MyCodec {
+    /// #     fn check_worker(&self, _: &[u8]) -> Result<(), String> { Ok(()) }
+    /// #     fn failure_text(&self, f: &[u8]) -> String { String::from_utf8_lossy(f).into() }
+    /// # }
+    /// let launcher = Launcher::new("/usr/bin/python3").args(["-m", "my_package._worker"]);
+    /// let engine = Engine::start(EngineOptions::new(2), launcher, Arc::new(MyCodec)).unwrap();
+    /// engine.start_workers(2);
+    /// let pids: Vec<u32> = engine
+    ///     .workers(Duration::from_secs(5))
+    ///     .iter()
+    ///     .filter_map(|w| w.pid())
+    ///     .collect();
+    /// assert!(pids.len() <= 2);
+    /// ```
+    pub fn workers(&self, timeout: Duration) -> Vec<WorkerId> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut state = self.state.lock();
+        while state.starting > 0 || state.workers.iter().any(|w| w.link.is_none()) {
+            let timed_out = match deadline {
+                Some(d) => self.started.wait_until(&mut state, d).timed_out(),
+                None => {
+                    self.started.wait(&mut state);
+                    false
+                }
+            };
+            if timed_out {
+                break;
+            }
+        }
+        state
+            .workers
+            .iter()
+            .filter(|w| w.accepts_calls())
+            .map(|w| w.name())
+            .collect()
+    }
+
+    /// Starts workers until `n` of them (at most the pool's size) run or
+    /// are starting, as if that many calls were waiting: for a front end
+    /// whose workers start before work arrives (CPython's `fork` context
+    /// starts every worker at the first submit).
+    pub fn start_workers(&self, n: usize) {
+        let mut state = self.state.lock();
+        if self.life.is_broken() || self.life.is_shut_down() {
+            return;
+        }
+        let live = state.workers.iter().filter(|w| w.stop.is_none()).count() + state.starting;
+        let wanted = n.min(self.config.options.max_workers).saturating_sub(live);
+        self.request_spawns(&mut state, wanted);
+    }
+
+    /// Starts one more worker if the pool is below its size and no worker
+    /// that has finished a call is idle: what CPython's
+    /// `ProcessPoolExecutor` does at every submit, even one whose call
+    /// then fails to pickle.
+    pub fn reserve_worker(&self) {
+        let mut state = self.state.lock();
+        if self.life.is_broken() || self.life.is_shut_down() {
+            return;
+        }
+        let live = state.workers.iter().filter(|w| w.stop.is_none()).count() + state.starting;
+        // As CPython counts idleness: a worker that finished a call and
+        // has none (a fresh one is not idle yet).
+        let idle = state.workers.iter().any(|w| w.idle() && w.tasks_done > 0);
+        if !idle && live < self.config.options.max_workers {
+            self.request_spawns(&mut state, 1);
+        }
+    }
+
+    fn request_spawns(&self, state: &mut State, n: usize) {
+        for _ in 0..n {
+            state.starting += 1;
+            self.life.worker_started();
+            let _ = self.supervisor.send(Request::Spawn);
+        }
     }
 
     /// Whether each item's answer is sent as it ends (see the module docs).
@@ -741,11 +851,7 @@ impl Engine {
             .saturating_sub(idle + state.starting)
             .min(max_workers.saturating_sub(live));
         if !self.life.is_broken() {
-            for _ in 0..wanted {
-                state.starting += 1;
-                self.life.worker_started();
-                let _ = self.supervisor.send(Request::Spawn);
-            }
+            self.request_spawns(state, wanted);
         }
         settle
     }
@@ -765,16 +871,35 @@ impl Engine {
     /// Marks the pool broken: every queued and running item fails with
     /// `reason`, every worker is killed.
     fn break_pool(&self, state: &mut State, reason: String, settle: &mut Settle) {
+        self.break_pool_sparing(state, reason, None, settle);
+    }
+
+    /// [`break_pool`](Self::break_pool), but worker `spared` (which is
+    /// exiting by itself) gets [`TERMINATE_GRACE`] before it is killed.
+    fn break_pool_sparing(
+        &self,
+        state: &mut State,
+        reason: String,
+        spared: Option<u64>,
+        settle: &mut Settle,
+    ) {
         let error = Error::Broken(self.life.break_with(reason));
         for queued in state.queue.drain(..) {
             queued.fail_into(settle, &error);
         }
+        let grace = Instant::now().checked_add(TERMINATE_GRACE);
         for worker in &mut state.workers {
             for mut running in worker.in_flight.drain(..) {
                 running.fail_into(settle, &error);
             }
             worker.close_input();
-            worker.stop(Stop::Terminated, StopHow::Kill);
+            if spared == Some(worker.id) && grace.is_some() {
+                worker.stop.get_or_insert(Stop::Terminated);
+                worker.kill_at = grace;
+                let _ = self.supervisor.send(Request::Wake);
+            } else {
+                worker.stop(Stop::Terminated, StopHow::Kill);
+            }
         }
     }
 
@@ -832,8 +957,17 @@ impl Engine {
         let settle = {
             let mut state = self.state.lock();
             self.life.shut_down();
+            // A call a worker is being started for is handed over: it runs
+            // (as CPython runs the calls it moved to its call queue).
+            let handed = state.starting
+                + state
+                    .workers
+                    .iter()
+                    .filter(|w| w.link.is_none() && w.stop.is_none())
+                    .count();
             let cancelled: Vec<Queued> = if options.cancels_futures() {
-                state.queue.drain(..).collect()
+                let keep = handed.min(state.queue.len());
+                state.queue.drain(keep..).collect()
             } else {
                 Vec::new()
             };
@@ -851,8 +985,8 @@ impl Engine {
 
     /// Stops every worker now, gracefully (SPEC P9), and shuts down without
     /// waiting for them, as CPython 3.14 does: queued calls are cancelled,
-    /// running ones fail at once. A worker that outlives the request by
-    /// [`TERMINATE_GRACE`] is killed.
+    /// running ones fail at once. A worker still alive a second after the
+    /// request is killed.
     pub fn terminate_workers(&self) {
         self.stop_workers(StopHow::Terminate);
     }

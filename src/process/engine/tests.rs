@@ -40,6 +40,9 @@ fn wait_for<T>(lock: &Mutex<T>, cv: &Condvar, what: &str, mut done: impl FnMut(&
 struct Memory {
     workers: Mutex<Vec<Arc<Fake>>>,
     started: Condvar,
+    /// While true, starts wait: the engine sees workers still starting.
+    hold: Mutex<bool>,
+    released: Condvar,
 }
 
 /// One worker, played by the test.
@@ -63,6 +66,12 @@ struct FakeState {
 
 impl Transport for Memory {
     fn start(&self, events: Arc<dyn LinkEvents>) -> std::io::Result<Arc<dyn Link>> {
+        wait_for(
+            &self.hold,
+            &self.released,
+            "a held start's release",
+            |held| !*held,
+        );
         let mut workers = self.workers.lock();
         let fake = Arc::new(Fake {
             id: WorkerId::named(format!("fake {}", workers.len())),
@@ -136,6 +145,16 @@ impl Memory {
 
     fn started(&self) -> usize {
         self.workers.lock().len()
+    }
+
+    /// Makes starts wait until [`release`](Self::release).
+    fn hold_starts(&self) {
+        *self.hold.lock() = true;
+    }
+
+    fn release(&self) {
+        *self.hold.lock() = false;
+        self.released.notify_all();
     }
 }
 
@@ -726,4 +745,107 @@ fn an_answer_too_large_to_receive_fails_only_its_item() {
     );
     assert!(matches!(record.outcome(0), Outcome::Other(why) if why.contains("too large")));
     assert_eq!(record.outcome(1), Outcome::Failure("it broke".into()));
+}
+
+#[test]
+fn start_workers_starts_them_before_work_and_workers_lists_them() {
+    let (engine, memory) = engine(EngineOptions::new(3));
+    engine.start_workers(2);
+    memory.worker(1);
+    assert_eq!(engine.workers(LIMIT).len(), 2);
+    engine.start_workers(5);
+    memory.worker(2);
+    assert_eq!(
+        engine.workers(LIMIT).len(),
+        3,
+        "never more than the pool's size"
+    );
+}
+
+#[test]
+fn reserve_worker_starts_one_while_no_worker_that_finished_a_call_is_idle() {
+    let (engine, memory) = engine(EngineOptions::new(2));
+    engine.reserve_worker();
+    memory.worker(0).ready();
+    assert_eq!(engine.workers(LIMIT).len(), 1);
+    // A fresh worker has finished nothing: CPython does not count it idle.
+    engine.reserve_worker();
+    memory.worker(1).ready();
+    engine.reserve_worker();
+    assert_eq!(
+        engine.workers(LIMIT).len(),
+        2,
+        "never more than the pool's size"
+    );
+}
+
+#[test]
+fn reserve_worker_starts_none_while_a_worker_that_finished_a_call_is_idle() {
+    let (used, memory) = engine(EngineOptions::new(2));
+    let record = submit(&used, 1, &[1]);
+    let worker = memory.worker(0);
+    worker.ready();
+    worker.answer(&worker.call());
+    assert_eq!(record.outcome(0), value(2));
+    used.reserve_worker();
+    assert_eq!(
+        used.workers(LIMIT).len(),
+        1,
+        "an idle worker that ran a call takes the next"
+    );
+}
+
+#[test]
+fn shutdown_with_cancel_futures_lets_a_starting_worker_run_the_call_it_starts_for() {
+    // SPEC E3, as CPython: calls handed to workers are not cancelled.
+    let (engine, memory) = engine(EngineOptions::new(1));
+    memory.hold_starts();
+    let first = submit(&engine, 1, &[1]);
+    let second = submit(&engine, 2, &[2]);
+    engine.shutdown(Shutdown::default().wait(false).cancel_futures(true));
+    assert_eq!(second.outcome(0), Outcome::Cancelled);
+    assert!(first.pending(0));
+    memory.release();
+    let worker = memory.worker(0);
+    worker.ready();
+    worker.answer(&worker.call());
+    assert_eq!(first.outcome(0), value(2));
+}
+
+#[test]
+fn a_worker_whose_initializer_failed_may_exit_by_itself_before_it_is_killed() {
+    // SPEC P5: what it still writes (its log records) gets out.
+    let options = EngineOptions::new(1).initializer(Bytes::from_static(b"init"), Bytes::new());
+    let (engine, memory) = engine(options);
+    let record = submit(&engine, 1, &[1]);
+    let worker = memory.worker(0);
+    worker.ready();
+    worker.events.received(FromWorker::InitFailed {
+        failure: Bytes::from_static(b"no database"),
+    });
+    assert_eq!(record.outcome(0), Outcome::Broken);
+    // Its input is closed first (a clean exit is still possible), and only
+    // then is it killed.
+    worker.closed();
+    worker.stopped(StopHow::Kill);
+    assert!(engine.is_broken());
+}
+
+#[test]
+fn join_waits_until_shut_down_and_every_worker_is_gone() {
+    let (engine, memory) = engine(EngineOptions::new(1));
+    let record = submit(&engine, 1, &[4]);
+    let worker = memory.worker(0);
+    worker.ready();
+    worker.answer(&worker.call());
+    assert_eq!(record.outcome(0), value(8));
+    assert!(!engine.join(Some(Duration::ZERO)), "not shut down yet");
+    engine.shutdown(Shutdown::default().wait(false));
+    worker.closed();
+    assert!(
+        !engine.join(Some(Duration::ZERO)),
+        "its worker is still there"
+    );
+    worker.end(ExitCause::Code(0));
+    assert!(engine.join(Some(LIMIT)));
 }

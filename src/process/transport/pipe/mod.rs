@@ -16,7 +16,7 @@ mod input;
 mod output;
 
 use std::io::{self, BufReader};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -283,13 +283,20 @@ fn spawn(launcher: &Launcher) -> io::Result<Spawned> {
             format!("{},{read_fd},{write_fd}", parent.as_raw_nonzero()),
         )
         .stdin(Stdio::null());
+    let passed = launcher.passed_fds.clone();
     // SAFETY: the closure runs in the child between fork and exec and only
-    // makes async-signal-safe system calls (fcntl, prctl, getppid); it
-    // allocates nothing and takes no lock.
+    // makes async-signal-safe system calls (fcntl, dup2, prctl, getppid);
+    // it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
             fcntl_setfd(&child_reads, FdFlags::empty())?;
             fcntl_setfd(&child_writes, FdFlags::empty())?;
+            for (fd, number) in &passed {
+                if *number <= 2 || *number == read_fd || *number == write_fd {
+                    return Err(io::Error::other("a passed descriptor's number is taken"));
+                }
+                pass_fd(fd, *number)?;
+            }
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
             // The parent may have died before the line above took effect.
             if rustix::process::getppid() != Some(parent) {
@@ -320,6 +327,23 @@ fn spawn(launcher: &Launcher) -> io::Result<Spawned> {
         output: Output::new(parent_reads, Arc::clone(&process)),
         process,
     })
+}
+
+/// In a child between fork and exec: `fd` as descriptor `number`, kept
+/// across exec.
+fn pass_fd(fd: &OwnedFd, number: RawFd) -> io::Result<()> {
+    if fd.as_raw_fd() != number {
+        // SAFETY: dup2 on a descriptor we own onto a number the caller
+        // checked is none of ours; async-signal-safe.
+        if unsafe { libc::dup2(fd.as_raw_fd(), number) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: fcntl on the descriptor just made; async-signal-safe.
+    if unsafe { libc::fcntl(number, libc::F_SETFD, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn kill_unwatched(mut child: Child, error: io::Error) -> io::Error {

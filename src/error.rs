@@ -734,6 +734,9 @@ pub enum BuildError {
     /// This program cannot start workers of its own, and why (for example,
     /// the pool's code is in a shared library loaded by another program).
     NoWorkerProgram(String),
+    /// A cluster pool could not reach its cluster, and why (the server is
+    /// unreachable, refused the credentials, or the settings are refused).
+    Cluster(String),
 }
 
 impl fmt::Display for BuildError {
@@ -749,6 +752,7 @@ impl fmt::Display for BuildError {
             BuildError::NoWorkerProgram(why) => {
                 write!(f, "cannot start worker processes: {why}")
             }
+            BuildError::Cluster(why) => write!(f, "cannot use the cluster: {why}"),
             BuildError::WorkerEntryNotRun => f.write_str(
                 "this process was started as a pool worker but its entry did not run; call \
                  concurrent_futures::process::run_worker_if_child() at the top of main",

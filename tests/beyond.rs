@@ -198,7 +198,7 @@ mod progress {
             .map(|x: u64| x + 1, 0..50)
             .progress_with(ProgressBar::hidden());
         let sum: u64 = it.by_ref().map(Result::unwrap).sum();
-        assert_eq!(sum, (1..=50).sum());
+        assert_eq!(sum, (1..=50u64).sum::<u64>());
         assert_eq!(it.bar().position(), 50);
         assert!(it.bar().is_finished());
 

@@ -45,6 +45,33 @@ unsafe fn enter_worker_before_main() {
     {
         run_worker_if_marked();
     }
+    #[cfg(feature = "cluster")]
+    if std::env::var_os(super::cluster::AGENT_VAR).is_some()
+        && super::transport::pipe::marker() == super::transport::pipe::Marker::Absent
+        && super::launcher::code_is_in_the_program()
+    {
+        run_agent_from_env();
+    }
+}
+
+/// This process is a cluster agent: serves as one and exits.
+#[cfg(all(feature = "worker-entry", feature = "cluster"))]
+fn run_agent_from_env() {
+    set_up_like_rust_start_up();
+    let Some(cluster) = super::cluster::Cluster::from_env() else {
+        return;
+    };
+    let slots = std::env::var("CONCURRENT_FUTURES_SLOTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    match super::cluster::run_agent(&cluster, slots) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("concurrent-futures agent: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
 /// If this process is a worker, serves calls and exits; otherwise returns

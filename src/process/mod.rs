@@ -24,6 +24,8 @@
 //! captures nothing coerces to one). Arguments and results cross by value
 //! and must implement serde's `Serialize` and `Deserialize`.
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod codec;
 pub mod engine;
 mod entry;
@@ -123,6 +125,8 @@ pub struct ProcessPoolBuilder {
     task_timeout: Option<Duration>,
     start_method: StartMethod,
     no_join_at_exit: bool,
+    #[cfg(feature = "cluster")]
+    cluster: Option<cluster::Cluster>,
 }
 
 impl ProcessPoolBuilder {
@@ -192,6 +196,15 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Places the workers on the agents of `cluster` instead of starting
+    /// them here (SPEC B9; see [`cluster`]). Everything else is the same
+    /// pool: `max_workers` is how many agent slots it claims at most.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, cluster: cluster::Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     /// Creates the pool. Workers start when work arrives.
     ///
     /// # Errors
@@ -204,13 +217,11 @@ impl ProcessPoolBuilder {
         if worker::entry_missing() {
             return Err(BuildError::WorkerEntryNotRun);
         }
-        let launcher = Launcher::this_program().map_err(BuildError::NoWorkerProgram)?;
         let max_workers = self
             .max_workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
         let mut options = EngineOptions::new(max_workers)
             .self_healing(self.self_healing)
-            .startup_advice(startup_advice(&launcher))
             .join_at_exit(!self.no_join_at_exit);
         if let Some(n) = self.max_tasks_per_child {
             options = options.max_tasks_per_child(n);
@@ -222,6 +233,18 @@ impl ProcessPoolBuilder {
             let (function, arg) = initializer.map_err(BuildError::InitializerArgument)?;
             options = options.initializer(function, arg);
         }
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.cluster {
+            let transport =
+                cluster::ClusterTransport::connect(cluster).map_err(BuildError::Cluster)?;
+            let options = options.startup_advice(
+                "the agents run this same executable, with the worker entry (see process::cluster)",
+            );
+            let engine = Engine::start_on(options, Arc::new(transport), Arc::new(RustCodec))?;
+            return Ok(ProcessPoolExecutor { engine });
+        }
+        let launcher = Launcher::this_program().map_err(BuildError::NoWorkerProgram)?;
+        let options = options.startup_advice(startup_advice(&launcher));
         let engine = Engine::start(options, launcher, Arc::new(RustCodec))?;
         Ok(ProcessPoolExecutor { engine })
     }

@@ -23,6 +23,7 @@ use smallvec::SmallVec;
 use crate::error::{ExitCause, WorkerId};
 
 /// What the engine sends a worker.
+#[cfg_attr(feature = "cluster", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone)]
 pub(crate) enum ToWorker {
     /// Run the initializer `function(arg)` before any call (SPEC P5).
@@ -40,6 +41,7 @@ pub(crate) enum ToWorker {
 }
 
 /// What a worker sends the engine.
+#[cfg_attr(feature = "cluster", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone)]
 pub(crate) enum FromWorker {
     /// The worker's loop runs; `proof` is for the codec to check that it
@@ -58,6 +60,7 @@ pub(crate) enum FromWorker {
 }
 
 /// How one item of a call ended.
+#[cfg_attr(feature = "cluster", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
     /// Its result, as the codec encoded it.
@@ -70,6 +73,7 @@ pub(crate) enum Answer {
 }
 
 /// How a worker is asked to stop.
+#[cfg_attr(feature = "cluster", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StopHow {
     /// A request it may handle (`SIGTERM`).

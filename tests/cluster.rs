@@ -1,0 +1,458 @@
+//! The cluster executor (SPEC B9) against a real NATS server and real
+//! agents, all started here on 127.0.0.1: the server on a random port,
+//! agents as child runs of this test binary (whose worker entry makes them
+//! agents). Everything is stopped by pid when a test ends; every wait is
+//! bounded. Without `nats-server` installed the tests say so and pass
+//! (the test command installs it).
+
+#![cfg(feature = "cluster")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use concurrent_futures::process::cluster::{AGENT_VAR, Cluster};
+use concurrent_futures::{
+    ALL_COMPLETED, BrokenKind, BuildError, Error, ExitCause, MapOptions, ProcessPoolExecutor,
+    as_completed, wait_timeout,
+};
+
+mod common;
+use common::process::{ABORT, Gate, LIMIT, Pool, gated, poll_until, settle};
+
+/// One cluster at a time: agents and servers are this process's children,
+/// and a loaded 2-core machine runs them best in turn.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn nats_server() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
+}
+
+/// A child process killed (and reaped) by pid when dropped.
+struct Service(Child);
+
+impl Service {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Server {
+    process: Service,
+    url: String,
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Server {
+    /// A server on 127.0.0.1, on a random port (or `port`), with `extra`
+    /// flags (credentials); `None` when `nats-server` is not installed.
+    fn start(extra: &[&str]) -> Option<Server> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cf-cluster-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, SeqCst)
+        ));
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let Some(server) = Server::start_at(&dir, "-1", &extra) else {
+            eprintln!("skipped: nats-server is not installed (apt-get install nats-server)");
+            return None;
+        };
+        Some(server)
+    }
+
+    fn start_at(dir: &Path, port: &str, extra: &[String]) -> Option<Server> {
+        let binary = nats_server()?;
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).expect("a directory for the server");
+        let child = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", port, "--ports_file_dir"])
+            .arg(dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let process = Service(child);
+        let ports = dir.join(format!("nats-server_{}.ports", process.pid()));
+        let deadline = Instant::now() + LIMIT;
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(&ports)
+                && let Some(start) = text.find("nats://")
+            {
+                let rest = &text[start..];
+                let end = rest.find('"').unwrap_or(rest.len());
+                break rest[..end].to_owned();
+            }
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            thread::sleep(Duration::from_millis(10));
+        };
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port");
+        Some(Server {
+            process,
+            url,
+            port,
+            dir: dir.to_owned(),
+            extra: extra.to_vec(),
+        })
+    }
+
+    /// Stops the server and starts it again on the same port.
+    fn restart(&mut self) {
+        self.process.kill();
+        let again = Server::start_at(&self.dir, &self.port.to_string(), &self.extra)
+            .expect("nats-server is still installed");
+        *self = again;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.process.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A pool name no other test uses.
+fn pool_name() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("t{}-{}", std::process::id(), NEXT.fetch_add(1, SeqCst))
+}
+
+/// An agent: this test binary, made one by its environment.
+fn agent(url: &str, pool: &str, slots: usize, env: &[(&str, &str)]) -> Service {
+    let mut command = Command::new(std::env::current_exe().expect("the test binary"));
+    command
+        .env(AGENT_VAR, url)
+        .env("CONCURRENT_FUTURES_POOL", pool)
+        .env("CONCURRENT_FUTURES_SLOTS", slots.to_string())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    Service(command.spawn().expect("start an agent"))
+}
+
+fn pool(cluster: Cluster, workers: usize) -> Pool {
+    Pool(Some(
+        ProcessPoolExecutor::builder()
+            .max_workers(workers)
+            .cluster(cluster)
+            .build()
+            .expect("a cluster pool"),
+    ))
+}
+
+// ------------------------------------------------ tasks (run on agents) ----
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn fails(_: ()) -> u64 {
+    panic!("it broke on the agent")
+}
+
+fn length(text: String) -> (usize, usize) {
+    (text.len(), text.bytes().filter(|&b| b == b'c').count())
+}
+
+fn big(n: usize) -> String {
+    "x".repeat(n)
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+// -------------------------------------------------------------- tests ----
+
+#[test]
+fn b9_submit_map_wait_as_completed_callbacks_and_shutdown_run_on_agents() {
+    let _turn = one_at_a_time();
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let _agents = [
+        agent(&server.url, &name, 2, &[]),
+        agent(&server.url, &name, 2, &[]),
+    ];
+    let pool = pool(Cluster::new(&server.url, &name), 4);
+
+    assert_eq!(
+        *settle(&pool.submit(square, 12).expect("submit")).expect("a value"),
+        144
+    );
+    let squares: Vec<u64> = pool
+        .map_with(square, 0..200u64, MapOptions::new().chunksize(16))
+        .collect::<Result<_, _>>()
+        .expect("every item");
+    assert_eq!(squares, (0..200u64).map(|x| x * x).collect::<Vec<_>>());
+
+    let futures: Vec<_> = (0..50u64)
+        .map(|x| pool.submit(square, x).expect("submit"))
+        .collect();
+    let calls = Arc::new(AtomicUsize::new(0));
+    for f in &futures {
+        let calls = Arc::clone(&calls);
+        f.add_done_callback(move |_| {
+            calls.fetch_add(1, SeqCst);
+        });
+    }
+    let waited = wait_timeout(&futures, LIMIT, ALL_COMPLETED);
+    assert!(waited.not_done.is_empty());
+    assert_eq!(waited.done.len(), 50);
+    let mut seen: Vec<u64> = as_completed(&futures)
+        .map(|f| *f.result().expect("a value"))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
+    poll_until("every callback ran", || calls.load(SeqCst) == 50);
+
+    let failed = pool.submit(fails, ()).expect("submit");
+    match settle(&failed) {
+        Err(Error::Failed(e)) => assert!(e.to_string().contains("it broke on the agent"), "{e}"),
+        other => panic!("expected the task's panic, got {other:?}"),
+    }
+    let mut pool = pool;
+    let pool = pool.0.take().expect("the pool");
+    pool.shutdown();
+    assert!(matches!(
+        pool.submit(square, 1).map_err(|e| e.reason().clone()),
+        Err(Error::ShutDown)
+    ));
+}
+
+#[test]
+fn b9_an_argument_and_a_result_above_the_servers_payload_limit_cross_in_chunks() {
+    let _turn = one_at_a_time();
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let _agent = agent(&server.url, &name, 1, &[]);
+    let pool = pool(Cluster::new(&server.url, &name), 1);
+    // Strings: serde moves them as one block (a Vec<u8> goes byte by
+    // byte, slow in a debug build).
+    let argument = "c".repeat(64 << 20);
+    let f = pool.submit(length, argument).expect("submit");
+    assert_eq!(*settle(&f).expect("a value"), (64 << 20, 64 << 20));
+    let f = pool.submit(big, 3 << 20).expect("submit");
+    assert_eq!(settle(&f).expect("a value").len(), 3 << 20);
+}
+
+#[test]
+fn b9_a_worker_that_dies_on_its_agent_breaks_the_pool_or_with_self_healing_fails_only_its_call() {
+    let _turn = one_at_a_time();
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let _agent = agent(&server.url, &name, 2, &[]);
+
+    let gate = Gate::new();
+    let broken = pool(Cluster::new(&server.url, &name), 1);
+    let f = broken.submit(gated, gate.path()).expect("submit");
+    gate.arrival().order(ABORT);
+    match settle(&f) {
+        Err(Error::Broken(b)) => assert_eq!(b.kind(), BrokenKind::ProcessPool),
+        other => panic!("expected a broken pool, got {other:?}"),
+    }
+    assert!(matches!(
+        broken.submit(square, 2).map_err(|e| e.reason().clone()),
+        Err(Error::Broken(_))
+    ));
+    drop(broken);
+
+    let healing = Pool(Some(
+        ProcessPoolExecutor::builder()
+            .max_workers(1)
+            .self_healing(true)
+            .cluster(Cluster::new(&server.url, &name))
+            .build()
+            .expect("a cluster pool"),
+    ));
+    let f = healing.submit(gated, gate.path()).expect("submit");
+    gate.arrival().order(ABORT);
+    match settle(&f) {
+        Err(Error::WorkerDied(d)) => assert_eq!(d.cause(), ExitCause::Signal(libc::SIGABRT)),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_eq!(
+        *settle(&healing.submit(square, 9).expect("submit")).expect("a value"),
+        81
+    );
+}
+
+#[test]
+fn b9_an_agent_killed_outright_loses_its_workers_and_an_agent_that_joins_takes_the_work() {
+    let _turn = one_at_a_time();
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let mut first = agent(&server.url, &name, 1, &[]);
+    let pool = Pool(Some(
+        ProcessPoolExecutor::builder()
+            .max_workers(1)
+            .self_healing(true)
+            .cluster(Cluster::new(&server.url, &name))
+            .build()
+            .expect("a cluster pool"),
+    ));
+    let gate = Gate::new();
+    let running = pool.submit(gated, gate.path()).expect("submit");
+    let arrival = gate.arrival();
+    let _second = agent(&server.url, &name, 1, &[]);
+    first.kill();
+    match settle(&running) {
+        Err(Error::WorkerDied(d)) => assert_eq!(d.cause(), ExitCause::Lost),
+        other => panic!("expected a lost worker, got {other:?}"),
+    }
+    // SPEC P10: its worker died with its agent.
+    poll_until("the lost agent's worker is gone", || {
+        !arrival.worker.running()
+    });
+    assert_eq!(
+        *settle(&pool.submit(square, 5).expect("submit")).expect("a value"),
+        25
+    );
+}
+
+#[test]
+fn b9_timeouts_and_cancelling_a_running_call_kill_only_that_worker() {
+    let _turn = one_at_a_time();
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let _agent = agent(&server.url, &name, 2, &[]);
+    let timed = Pool(Some(
+        ProcessPoolExecutor::builder()
+            .max_workers(1)
+            .task_timeout(Duration::from_millis(200))
+            .cluster(Cluster::new(&server.url, &name))
+            .build()
+            .expect("a cluster pool"),
+    ));
+    let slow = timed.submit(sleep_ms, 60_000).expect("submit");
+    assert!(matches!(settle(&slow), Err(Error::TaskTimeout(_))));
+    assert_eq!(
+        *settle(&timed.submit(square, 4).expect("submit")).expect("a value"),
+        16
+    );
+    drop(timed);
+
+    let pool = pool(Cluster::new(&server.url, &name), 1);
+    let gate = Gate::new();
+    let running = pool.submit(gated, gate.path()).expect("submit");
+    let arrival = gate.arrival();
+    assert!(pool.cancel(&running), "a running call can be cancelled");
+    assert!(matches!(settle(&running), Err(Error::Cancelled)));
+    poll_until("the cancelled call's worker is gone", || {
+        !arrival.worker.running()
+    });
+    assert_eq!(
+        *settle(&pool.submit(square, 3).expect("submit")).expect("a value"),
+        9
+    );
+}
+
+#[test]
+fn b9_wrong_credentials_or_another_secret_get_a_clear_error_never_a_hang() {
+    let _turn = one_at_a_time();
+    let Some(server) = Server::start(&["--auth", "right-token"]) else {
+        return;
+    };
+    let refused = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .cluster(Cluster::new(&server.url, "p").token("wrong-token"))
+        .build();
+    match refused {
+        Err(BuildError::Cluster(why)) => assert!(why.contains("could not connect"), "{why}"),
+        other => panic!("expected a refused connection, got {other:?}"),
+    }
+    let name = pool_name();
+    let _agent = agent(
+        &server.url,
+        &name,
+        1,
+        &[
+            ("CONCURRENT_FUTURES_TOKEN", "right-token"),
+            ("CONCURRENT_FUTURES_SECRET", "theirs"),
+        ],
+    );
+    let pool = pool(
+        Cluster::new(&server.url, &name)
+            .token("right-token")
+            .secret(b"ours".to_vec())
+            .placement_timeout(Duration::from_millis(500)),
+        1,
+    );
+    match settle(&pool.submit(square, 2).expect("submit")) {
+        Err(Error::Broken(b)) => assert!(b.reason().contains("no agent"), "{}", b.reason()),
+        other => panic!("an agent of another secret must not run our calls: {other:?}"),
+    }
+}
+
+#[test]
+fn b9_the_server_restarting_fails_the_calls_in_flight_and_the_pool_goes_on() {
+    let _turn = one_at_a_time();
+    let Some(mut server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let _agent = agent(&server.url, &name, 2, &[]);
+    let pool: ProcessPoolExecutor = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .self_healing(true)
+        .cluster(Cluster::new(&server.url, &name))
+        .build()
+        .expect("a cluster pool");
+    let pool = Pool(Some(pool));
+    let gate = Gate::new();
+    let running = pool.submit(gated, gate.path()).expect("submit");
+    let arrival = gate.arrival();
+    server.restart();
+    match settle(&running) {
+        Err(Error::WorkerDied(d)) => assert_eq!(d.cause(), ExitCause::Lost),
+        other => panic!("expected a lost worker, got {other:?}"),
+    }
+    poll_until("the agent killed the lost worker", || {
+        !arrival.worker.running()
+    });
+    // Client and agent reconnect by themselves; a new worker is placed.
+    assert_eq!(
+        *settle(&pool.submit(square, 6).expect("submit")).expect("a value"),
+        36
+    );
+}

@@ -92,6 +92,8 @@ impl Server {
         let child = Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", port, "--ports_file_dir"])
             .arg(dir)
+            .arg("-l")
+            .arg(dir.join("server.log"))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -100,22 +102,27 @@ impl Server {
         let process = Service(child);
         let ports = dir.join(format!("nats-server_{}.ports", process.pid()));
         let deadline = Instant::now() + LIMIT;
-        let url = loop {
+        // {"nats":["nats://127.0.0.1:PORT"]} (tls:// with TLS)
+        let port: u16 = loop {
             if let Ok(text) = std::fs::read_to_string(&ports)
-                && let Some(start) = text.find("nats://")
+                && let Some(start) = text.find("127.0.0.1:")
             {
-                let rest = &text[start..];
-                let end = rest.find('"').unwrap_or(rest.len());
-                break rest[..end].to_owned();
+                let digits: String = text[start + 10..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(port) = digits.parse() {
+                    break port;
+                }
             }
-            assert!(Instant::now() < deadline, "nats-server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start: {}",
+                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+            );
             thread::sleep(Duration::from_millis(10));
         };
-        let port = url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a port");
+        let url = format!("nats://127.0.0.1:{port}");
         Some(Server {
             process,
             url,
@@ -454,5 +461,198 @@ fn b9_the_server_restarting_fails_the_calls_in_flight_and_the_pool_goes_on() {
     assert_eq!(
         *settle(&pool.submit(square, 6).expect("submit")).expect("a value"),
         36
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as
+/// PEM files in `dir`: (ca, server cert, server key, client cert, client key).
+fn certificates(dir: &Path) -> [PathBuf; 5] {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair, KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir).expect("a directory for certificates");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("a key")).expect("a CA");
+    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().expect("a key");
+        let mut params = CertificateParams::new(names).expect("parameters");
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &ca).expect("a certificate");
+        (cert.pem(), key.serialize_pem())
+    };
+    let server = leaf(
+        vec!["127.0.0.1".into(), "localhost".into()],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let client = leaf(vec!["client".into()], ExtendedKeyUsagePurpose::ClientAuth);
+    let files = [
+        ("ca.pem", ca.pem()),
+        ("server.pem", server.0),
+        ("server-key.pem", server.1),
+        ("client.pem", client.0),
+        ("client-key.pem", client.1),
+    ];
+    files.map(|(name, pem)| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("write a certificate");
+        path
+    })
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+#[test]
+fn b9_mutual_tls_with_a_password_and_nkeys_authenticate_clients_and_agents() {
+    let _turn = one_at_a_time();
+    let dir = std::env::temp_dir().join(format!("cf-cluster-tls-{}", std::process::id()));
+    let [ca, cert, key, client_cert, client_key] = certificates(&dir);
+    let flags = [
+        "--tls",
+        "--tlscert",
+        text(&cert),
+        "--tlskey",
+        text(&key),
+        "--tlsverify",
+        "--tlscacert",
+        text(&ca),
+        "--user",
+        "alice",
+        "--pass",
+        "pw1",
+    ];
+    let Some(server) = Server::start(&flags) else {
+        return;
+    };
+    let name = pool_name();
+    let _agent = agent(
+        &server.url,
+        &name,
+        1,
+        &[
+            ("CONCURRENT_FUTURES_USER", "alice"),
+            ("CONCURRENT_FUTURES_PASSWORD", "pw1"),
+            ("CONCURRENT_FUTURES_TLS_CA", text(&ca)),
+            ("CONCURRENT_FUTURES_TLS_CERT", text(&client_cert)),
+            ("CONCURRENT_FUTURES_TLS_KEY", text(&client_key)),
+        ],
+    );
+    let cluster = Cluster::new(&server.url, &name)
+        .user_and_password("alice", "pw1")
+        .root_certificate(&ca)
+        .require_tls(true);
+    let without_certificate = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .cluster(cluster.clone())
+        .build();
+    assert!(matches!(without_certificate, Err(BuildError::Cluster(_))));
+    let wrong_password = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .cluster(
+            cluster
+                .clone()
+                .user_and_password("alice", "guess")
+                .client_certificate(&client_cert, &client_key),
+        )
+        .build();
+    assert!(matches!(wrong_password, Err(BuildError::Cluster(_))));
+    let tls = pool(cluster.client_certificate(&client_cert, &client_key), 1);
+    assert_eq!(
+        *settle(&tls.submit(square, 7).expect("submit")).expect("a value"),
+        49
+    );
+    drop(tls);
+    drop(server);
+
+    let user = nkeys::KeyPair::new_user();
+    let config = dir.join("nkey.conf");
+    let public = user.public_key();
+    std::fs::write(
+        &config,
+        format!("authorization {{ users = [ {{ nkey: {public} }} ] }}"),
+    )
+    .expect("write the server's configuration");
+    let Some(server) = Server::start(&["-c", text(&config)]) else {
+        return;
+    };
+    let seed = user.seed().expect("the user's seed");
+    let name = pool_name();
+    let _agent = agent(&server.url, &name, 1, &[("CONCURRENT_FUTURES_NKEY", &seed)]);
+    let other = nkeys::KeyPair::new_user().seed().expect("a seed");
+    let refused = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .cluster(Cluster::new(&server.url, &name).nkey(other))
+        .build();
+    assert!(matches!(refused, Err(BuildError::Cluster(_))));
+    let signed = pool(Cluster::new(&server.url, &name).nkey(seed), 1);
+    assert_eq!(
+        *settle(&signed.submit(square, 8).expect("submit")).expect("a value"),
+        64
+    );
+    drop(signed);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Set in a child run of this binary: the client whose death the test
+/// watches (`role_client`).
+const CLIENT_ROLE: &str = "CF_TEST_CLUSTER_CLIENT";
+
+#[test]
+fn role_client() {
+    // A client that starts a call held at a gate and waits to be killed.
+    let Ok(spec) = std::env::var(CLIENT_ROLE) else {
+        return;
+    };
+    let mut parts = spec.splitn(3, ' ');
+    let (Some(url), Some(name), Some(gate)) = (parts.next(), parts.next(), parts.next()) else {
+        panic!("CF_TEST_CLUSTER_CLIENT is 'url pool gate'");
+    };
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .cluster(Cluster::new(url, name))
+        .build()
+        .expect("a cluster pool");
+    let held = pool.submit(gated, gate.to_owned()).expect("submit");
+    let _ = held.result_timeout(LIMIT * 10);
+    std::process::abort();
+}
+
+#[test]
+fn p10_an_agent_kills_the_workers_of_a_client_that_died() {
+    let _turn = one_at_a_time();
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let _agent = agent(&server.url, &name, 1, &[]);
+    let gate = Gate::new();
+    let mut client = Service(
+        Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", "role_client", "--test-threads=1"])
+            .env(
+                CLIENT_ROLE,
+                format!("{} {name} {}", server.url, gate.path()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run the client"),
+    );
+    let arrival = gate.arrival();
+    client.kill();
+    poll_until("the dead client's worker is gone", || {
+        !arrival.worker.running()
+    });
+    // Its slot is free again: another client gets it.
+    let pool = pool(Cluster::new(&server.url, &name), 1);
+    assert_eq!(
+        *settle(&pool.submit(square, 11).expect("submit")).expect("a value"),
+        121
     );
 }

@@ -656,3 +656,83 @@ fn p10_an_agent_kills_the_workers_of_a_client_that_died() {
         121
     );
 }
+
+fn pid_after(ms: u64) -> u32 {
+    thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+#[test]
+fn b9_chaos_workers_and_agents_killed_an_agent_joining_and_the_server_restarting() {
+    // Every future ends in exactly one outcome (its value or WorkerDied),
+    // every callback runs once, nothing hangs, and the pool works after.
+    let _turn = one_at_a_time();
+    let Some(mut server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let mut agents = vec![
+        agent(&server.url, &name, 2, &[]),
+        agent(&server.url, &name, 2, &[]),
+    ];
+    let pool = Pool(Some(
+        ProcessPoolExecutor::builder()
+            .max_workers(4)
+            .self_healing(true)
+            .cluster(Cluster::new(&server.url, &name))
+            .build()
+            .expect("a cluster pool"),
+    ));
+    let callbacks = Arc::new(AtomicUsize::new(0));
+    let mut futures = Vec::new();
+    let submit = |futures: &mut Vec<_>, n: u64| {
+        for i in 0..n {
+            let f = pool.submit(pid_after, i % 4).expect("submit");
+            let callbacks = Arc::clone(&callbacks);
+            f.add_done_callback(move |_| {
+                callbacks.fetch_add(1, SeqCst);
+            });
+            futures.push(f);
+        }
+    };
+    let mut outcomes = (0, 0);
+    let mut tally = |futures: &[concurrent_futures::Future<u32>]| -> Vec<u32> {
+        let mut pids = Vec::new();
+        for f in futures {
+            match settle(f) {
+                Ok(pid) => {
+                    outcomes.0 += 1;
+                    pids.push(*pid);
+                }
+                Err(Error::WorkerDied(_)) => outcomes.1 += 1,
+                Err(other) => panic!("an outcome other than a value or a lost worker: {other:?}"),
+            }
+        }
+        pids
+    };
+    // Round 1: kill workers, by the pids their tasks report.
+    submit(&mut futures, 100);
+    let pids = tally(&futures);
+    for pid in pids.iter().take(2) {
+        common::process::sigkill(*pid);
+    }
+    submit(&mut futures, 100);
+    // Round 2: an agent dies outright, another joins.
+    agents[0].kill();
+    agents.push(agent(&server.url, &name, 2, &[]));
+    submit(&mut futures, 100);
+    // Round 3: the server restarts under running work.
+    server.restart();
+    submit(&mut futures, 100);
+    tally(&futures[100..]);
+    assert_eq!(outcomes.0 + outcomes.1, 400, "one outcome per future");
+    poll_until("every callback ran once", || callbacks.load(SeqCst) == 400);
+    assert!(outcomes.0 > 0);
+    eprintln!("chaos: {} values, {} lost workers", outcomes.0, outcomes.1);
+    let after = pool.submit(square, 10).expect("submit");
+    assert_eq!(
+        *settle(&after).expect("the pool works after the chaos"),
+        100
+    );
+    assert_eq!(callbacks.load(SeqCst), 400, "no callback ran twice");
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::ProcessPoolExecutor;
 
-const PRIMES: [u64; 6] = [
+pub const PRIMES: [u64; 6] = [
     112_272_535_095_293,
     112_582_705_942_171,
     112_272_535_095_293,
@@ -29,7 +29,7 @@ const PRIMES: [u64; 6] = [
     1_099_726_899_285_419,
 ];
 
-fn is_prime(n: u64) -> bool {
+pub fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;
     }

@@ -1,5 +1,6 @@
 //! Every example of the seeds (thread pools, then process pools), one after the other:
-//! `cargo run --example tour`.
+//! `cargo run --features cluster --example tour` (without the feature, the
+//! cluster example says how to see it).
 //!
 //! Each example is also a program of its own (`cargo run --example
 //! load_urls`, ...); this one includes their files as modules and calls
@@ -10,8 +11,14 @@
 //! because the seeds' sleeps of several seconds are scaled down to tens of
 //! milliseconds.
 
+// cluster_primes includes primes.rs as its own module (it is a program of
+// its own too), so the tour holds that file twice.
+#![allow(clippy::duplicate_mod)]
+
 use std::time::Instant;
 
+#[path = "cluster_primes.rs"]
+mod cluster_primes;
 #[path = "copy_files.rs"]
 mod copy_files;
 #[path = "deadlocks.rs"]
@@ -34,7 +41,7 @@ mod return_after;
 mod wait_return_when;
 
 /// Name, what it reproduces, and how to run it.
-const EXAMPLES: [(&str, &str, fn()); 10] = [
+const EXAMPLES: [(&str, &str, fn()); 11] = [
     (
         "pow_submit",
         "seeds 000/001: submit(pow, 323, 1235) and result()",
@@ -84,6 +91,11 @@ const EXAMPLES: [(&str, &str, fn()); 10] = [
         "process_logging_worker",
         "seed 002: the ProcessPoolExecutor logging worker, `with` and n + 100",
         process_logging_worker::main,
+    ),
+    (
+        "cluster_primes",
+        "seeds 000/001/004: the primes map on a local 2-agent cluster over NATS",
+        cluster_primes::main,
     ),
 ];
 

@@ -736,3 +736,39 @@ fn b9_chaos_workers_and_agents_killed_an_agent_joining_and_the_server_restarting
     );
     assert_eq!(callbacks.load(SeqCst), 400, "no callback ran twice");
 }
+
+#[test]
+fn b9_queued_work_goes_to_an_agent_as_soon_as_it_joins_and_deadlines_hold_meanwhile() {
+    let _turn = one_at_a_time();
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let _first = agent(&server.url, &name, 1, &[]);
+    let pool = Pool(Some(
+        ProcessPoolExecutor::builder()
+            .max_workers(2)
+            .task_timeout(Duration::from_millis(300))
+            .cluster(Cluster::new(&server.url, &name))
+            .build()
+            .expect("a cluster pool"),
+    ));
+    // The one slot is taken; a second worker cannot be placed, and the
+    // deadline of the running call is still enforced.
+    let slow = pool.submit(sleep_ms, 60_000).expect("submit");
+    let queued = pool.submit(square, 3).expect("submit");
+    assert!(matches!(settle(&slow), Err(Error::TaskTimeout(_))));
+    assert_eq!(*settle(&queued).expect("a value"), 9);
+
+    let gate = Gate::new();
+    let held = pool.submit(gated, gate.path()).expect("submit");
+    let arrival = gate.arrival();
+    let waiting = pool.submit(square, 4).expect("submit");
+    // Nothing else happens in the pool: only the new agent's offer can
+    // get the waiting call a worker while the first one is held.
+    let _second = agent(&server.url, &name, 1, &[]);
+    assert_eq!(*settle(&waiting).expect("a value"), 16);
+    assert!(!held.done(), "the first call is still held at its gate");
+    arrival.release();
+    settle(&held).expect("a value");
+}

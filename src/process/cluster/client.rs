@@ -57,6 +57,8 @@ struct Shared {
     /// Agents whose probe runs.
     probed: Mutex<HashSet<String>>,
     next_worker: AtomicU64,
+    /// Tells the engine that an agent offers slots.
+    capacity: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl ClusterTransport {
@@ -103,6 +105,7 @@ impl ClusterTransport {
             links: Mutex::new(HashMap::new()),
             probed: Mutex::new(HashSet::new()),
             next_worker: AtomicU64::new(0),
+            capacity: OnceLock::new(),
         });
         let _ = shared_slot.set(Arc::downgrade(&shared));
         block_on(
@@ -193,8 +196,12 @@ impl Shared {
         else {
             return; // Not of this pool's secret.
         };
+        let offers = announce.free > 0 && announce.image == self.image;
         self.agents.lock().insert(announce.agent.clone(), announce);
         self.agents_changed.notify_all();
+        if offers && let Some(wake) = self.capacity.get() {
+            wake();
+        }
     }
 
     fn on_answer(&self, subject: &str, payload: &[u8]) {
@@ -307,6 +314,16 @@ impl Shared {
         loop {
             let agent = match self.pick(&tried).map_err(io::Error::other)? {
                 Some(agent) => agent,
+                // With workers running, a start that cannot be placed
+                // fails at once: the engine's supervisor, which also
+                // enforces deadlines, must not wait here. The engine asks
+                // again when an agent offers a slot (`on_capacity`).
+                None if !self.links.lock().is_empty() => {
+                    return Err(io::Error::other(format!(
+                        "no agent of pool {:?} has a free worker slot",
+                        self.pool
+                    )));
+                }
                 None => {
                     let mut agents = self.agents.lock();
                     if self
@@ -405,6 +422,10 @@ impl Transport for ClusterTransport {
 
     fn name(&self) -> &str {
         "NATS to cluster agents"
+    }
+
+    fn on_capacity(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.shared.capacity.set(wake);
     }
 }
 

@@ -470,6 +470,7 @@ pub(super) fn supervise(engine: Weak<Engine>, requests: Receiver<Request>) {
         };
         match request {
             Ok(Request::Spawn) => engine.spawn_worker(),
+            Ok(Request::Dispatch) => engine.redispatch(),
             Ok(Request::Wake) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }

@@ -464,6 +464,9 @@ enum Request {
     Spawn,
     /// A deadline was set; recompute when to wake.
     Wake,
+    /// The transport may start workers it could not start before: hand
+    /// out queued work again (which asks for workers as needed).
+    Dispatch,
 }
 
 impl Engine {
@@ -512,6 +515,10 @@ impl Engine {
             life: Lifecycle::new(BrokenKind::ProcessPool),
             supervisor,
         });
+        let capacity = engine.supervisor.clone();
+        engine.config.transport.on_capacity(Box::new(move || {
+            let _ = capacity.send(Request::Dispatch);
+        }));
         let weak = Arc::downgrade(&engine);
         let id = engine.id();
         // Without the supervisor no worker can start: a pool that cannot
@@ -724,6 +731,14 @@ impl Engine {
         if !idle && live < self.config.options.max_workers {
             self.request_spawns(&mut state, 1);
         }
+    }
+
+    /// Hands out queued work again (see [`Request::Dispatch`]).
+    fn redispatch(&self) {
+        let mut state = self.state.lock();
+        let settle = self.dispatch(&mut state);
+        drop(state);
+        settle.run();
     }
 
     fn request_spawns(&self, state: &mut State, n: usize) {

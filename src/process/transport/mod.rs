@@ -115,6 +115,13 @@ pub(crate) trait Transport: Send + Sync + 'static {
 
     /// What it is, for errors and logs ("pipes to child processes").
     fn name(&self) -> &str;
+
+    /// Called once, by the engine: `wake` tells it that workers that could
+    /// not start before may start now (a cluster agent offers slots), so
+    /// that queued work gets them without waiting for the next submit.
+    fn on_capacity(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
 }
 
 /// One worker, as the engine holds it.

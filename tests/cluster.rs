@@ -772,3 +772,32 @@ fn b9_queued_work_goes_to_an_agent_as_soon_as_it_joins_and_deadlines_hold_meanwh
     arrival.release();
     settle(&held).expect("a value");
 }
+
+#[test]
+fn b9_with_retries_a_call_whose_agent_was_lost_runs_again_on_another() {
+    let _turn = one_at_a_time();
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let mut first = agent(&server.url, &name, 1, &[]);
+    let pool = Pool(Some(
+        ProcessPoolExecutor::builder()
+            .max_workers(1)
+            .retries(1)
+            .cluster(Cluster::new(&server.url, &name))
+            .build()
+            .expect("a cluster pool"),
+    ));
+    let gate = Gate::new();
+    let call = pool.submit(gated, gate.path()).expect("submit");
+    let on_first = gate.arrival();
+    let _second = agent(&server.url, &name, 1, &[]);
+    first.kill();
+    // At-least-once: it starts again, on the agent that is left.
+    let on_second = gate.arrival();
+    let second_pid = on_second.pid();
+    assert_ne!(on_first.pid(), second_pid);
+    on_second.release();
+    assert_eq!(*settle(&call).expect("the rerun's value"), second_pid);
+}

@@ -122,6 +122,7 @@ pub struct ProcessPoolBuilder {
     initializer: Option<Result<(Bytes, Bytes), String>>,
     max_tasks_per_child: Option<usize>,
     self_healing: bool,
+    retries: u32,
     task_timeout: Option<Duration>,
     start_method: StartMethod,
     no_join_at_exit: bool,
@@ -160,6 +161,17 @@ impl ProcessPoolBuilder {
     /// Off by default: as in Python, a death breaks the pool.
     pub fn self_healing(mut self, on: bool) -> Self {
         self.self_healing = on;
+        self
+    }
+
+    /// A task whose worker dies or is lost while it runs (a cluster agent
+    /// or host gone, say) runs again, up to `n` times, before it fails
+    /// with [`Error::WorkerDied`]: at-least-once, since it may have run, or
+    /// may still run on a machine that was cut off. Off (0) by default. A
+    /// death then never breaks the pool, as with
+    /// [`self_healing`](Self::self_healing).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
         self
     }
 
@@ -222,6 +234,7 @@ impl ProcessPoolBuilder {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
         let mut options = EngineOptions::new(max_workers)
             .self_healing(self.self_healing)
+            .retries(self.retries)
             .join_at_exit(!self.no_join_at_exit);
         if let Some(n) = self.max_tasks_per_child {
             options = options.max_tasks_per_child(n);

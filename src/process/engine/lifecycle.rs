@@ -253,7 +253,9 @@ impl Engine {
                     self.break_pool(&mut state, self.entry_missing(&death), &mut settle);
                     None
                 }
-                None if self.config.options.self_healing && !broken_before => {
+                None if (self.config.options.self_healing || self.config.options.retries > 0)
+                    && !broken_before =>
+                {
                     Some(Error::WorkerDied(death.clone()))
                 }
                 None => {
@@ -277,7 +279,16 @@ impl Engine {
                     head.pay_owed(&mut settle);
                     let positions: Vec<usize> = head.unanswered().collect();
                     let mut unanswered = positions.into_iter();
+                    let retry = head.attempts < self.config.options.retries;
                     match failure {
+                        // At-least-once: what may have run runs again.
+                        Some(_) if retry && self.precise() => {
+                            if let Some(p) = unanswered.next() {
+                                again.extend(head.rerun(std::iter::once(p)));
+                            }
+                            again.extend(head.requeue(unanswered));
+                        }
+                        Some(_) if retry => again.extend(head.rerun(unanswered)),
                         // Each answer was sent as it ended, so the first
                         // unanswered item was executing: it alone failed
                         // (B3); the rest never started.

@@ -328,6 +328,7 @@ pub struct EngineOptions {
     initializer: Option<(Bytes, Bytes)>,
     startup_advice: String,
     join_at_exit: bool,
+    retries: u32,
 }
 
 impl EngineOptions {
@@ -341,6 +342,7 @@ impl EngineOptions {
             initializer: None,
             startup_advice: String::new(),
             join_at_exit: true,
+            retries: 0,
         }
     }
 
@@ -385,6 +387,16 @@ impl EngineOptions {
     /// on by default.
     pub fn join_at_exit(mut self, on: bool) -> Self {
         self.join_at_exit = on;
+        self
+    }
+
+    /// An item whose worker died or was lost while it ran is run again,
+    /// up to `n` times, before it fails with `WorkerDied`: at-least-once
+    /// (it may have run, or be running still on a lost machine). Off (0)
+    /// by default. A death then never breaks the pool, as with
+    /// [`self_healing`](Self::self_healing).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
         self
     }
 }
@@ -770,6 +782,7 @@ impl Engine {
                 call,
                 sink,
                 started: false,
+                attempts: 0,
             });
             self.dispatch(&mut state)
         };
@@ -843,6 +856,7 @@ impl Engine {
             }
             worker.in_flight.push_back(Running {
                 call_id,
+                attempts: queued.attempts,
                 call: queued.call,
                 sink: queued.sink,
                 answered: 0,

@@ -21,6 +21,9 @@ pub(super) struct Queued {
     /// Already marked running: it was sent to a worker that ended before
     /// these items started, and is now sent again.
     pub(super) started: bool,
+    /// How many times these items ran already, on workers that were lost
+    /// or died (see [`EngineOptions::retries`](super::EngineOptions::retries)).
+    pub(super) attempts: u32,
 }
 
 impl Queued {
@@ -188,6 +191,8 @@ pub(super) struct Running {
     pub(super) owed: Option<Error>,
     /// When the executing item must have answered.
     pub(super) deadline: Option<Instant>,
+    /// As [`Queued::attempts`].
+    pub(super) attempts: u32,
 }
 
 impl Running {
@@ -212,11 +217,22 @@ impl Running {
 
     /// The items at `positions`, as a call to queue again.
     pub(super) fn requeue(&self, positions: impl Iterator<Item = usize>) -> Option<Queued> {
+        self.requeue_after(positions, 0)
+    }
+
+    /// [`requeue`](Self::requeue) of items that may have run, counting
+    /// this run among their attempts.
+    pub(super) fn rerun(&self, positions: impl Iterator<Item = usize>) -> Option<Queued> {
+        self.requeue_after(positions, 1)
+    }
+
+    fn requeue_after(&self, positions: impl Iterator<Item = usize>, ran: u32) -> Option<Queued> {
         let items: Items = positions.map(|p| self.call.items[p]).collect();
         (!items.is_empty()).then(|| Queued {
             call: self.call.with_items(items),
             sink: Arc::clone(&self.sink),
             started: true,
+            attempts: self.attempts + ran,
         })
     }
 }

@@ -849,3 +849,32 @@ fn join_waits_until_shut_down_and_every_worker_is_gone() {
     worker.end(ExitCause::Code(0));
     assert!(engine.join(Some(LIMIT)));
 }
+
+#[test]
+fn with_retries_a_lost_worker_s_call_runs_again_until_its_attempts_are_spent() {
+    // SPEC B9: at-least-once, off by default; the whole chunk runs again.
+    let (engine, memory) = engine(EngineOptions::new(1).retries(1));
+    let record = submit(&engine, 1, &[1, 2]);
+    let worker = memory.worker(0);
+    worker.ready();
+    let _first = worker.call();
+    worker.end(ExitCause::Lost);
+    assert!(
+        record.pending(0) && record.pending(1),
+        "nothing failed: it runs again"
+    );
+    let second = memory.worker(1);
+    second.ready();
+    let again = second.call();
+    assert_eq!(
+        again.items,
+        [Bytes::from_static(b"1"), Bytes::from_static(b"2")]
+    );
+    second.end(ExitCause::Signal(9));
+    assert_eq!(record.outcome(0), Outcome::Died, "one retry, then it fails");
+    assert_eq!(record.outcome(1), Outcome::Died);
+    assert!(
+        !engine.is_broken(),
+        "a death with retries never breaks the pool"
+    );
+}

@@ -801,3 +801,126 @@ fn b9_with_retries_a_call_whose_agent_was_lost_runs_again_on_another() {
     on_second.release();
     assert_eq!(*settle(&call).expect("the rerun's value"), second_pid);
 }
+
+/// A network namespace with one veth link to this one: a host of its own
+/// for an agent, whose link the test can cut. Deleted when dropped.
+struct Host {
+    name: String,
+    outside: String,
+}
+
+impl Host {
+    /// `None` where namespaces cannot be made (not root): the test says so.
+    fn new(subnet: u8) -> Option<Host> {
+        let id = std::process::id() % 10_000;
+        let name = format!("cf{id}h{subnet}");
+        let outside = format!("cf{id}o{subnet}");
+        let inside = format!("cf{id}i{subnet}");
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ip(&["netns", "add", &name]) {
+            eprintln!("skipped: cannot make a network namespace here (needs root and iproute2)");
+            return None;
+        }
+        let host = Host { name, outside };
+        let here = format!("10.213.{subnet}.1/24");
+        let there = format!("10.213.{subnet}.2/24");
+        let ok = ip(&[
+            "link",
+            "add",
+            &host.outside,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inside,
+        ]) && ip(&["link", "set", &inside, "netns", &host.name])
+            && ip(&["addr", "add", &here, "dev", &host.outside])
+            && ip(&["link", "set", &host.outside, "up"])
+            && ip(&["-n", &host.name, "addr", "add", &there, "dev", &inside])
+            && ip(&["-n", &host.name, "link", "set", &inside, "up"])
+            && ip(&["-n", &host.name, "link", "set", "lo", "up"]);
+        assert!(ok, "could not set up the namespace's link");
+        Some(host)
+    }
+
+    fn cut(&self) {
+        let status = Command::new("ip")
+            .args(["link", "set", &self.outside, "down"])
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "could not cut the link");
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the link, and so both.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.outside])
+            .status();
+    }
+}
+
+#[test]
+fn b9_a_host_cut_off_by_the_network_is_lost_within_the_limit_and_its_agent_kills_its_workers() {
+    let _turn = one_at_a_time();
+    let Some(host) = Host::new(1) else { return };
+    // The server listens on the link's address too: the agent's host
+    // reaches it there, this process on loopback.
+    let Some(server) = Server::start(&["--auth", "cut-token", "-a", "0.0.0.0"]) else {
+        return;
+    };
+    let name = pool_name();
+    let remote_url = format!("nats://10.213.1.1:{}", server.port);
+    let _agent = Service(
+        Command::new("ip")
+            .args(["netns", "exec", &host.name])
+            .arg(std::env::current_exe().expect("the test binary"))
+            .env(AGENT_VAR, &remote_url)
+            .env("CONCURRENT_FUTURES_POOL", &name)
+            .env("CONCURRENT_FUTURES_SLOTS", "1")
+            .env("CONCURRENT_FUTURES_TOKEN", "cut-token")
+            .env("CONCURRENT_FUTURES_SECRET", "cut-secret")
+            .env("CONCURRENT_FUTURES_LOST_AFTER_MS", "1000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start an agent in the namespace"),
+    );
+    let pool = Pool(Some(
+        ProcessPoolExecutor::builder()
+            .max_workers(1)
+            .self_healing(true)
+            .cluster(
+                Cluster::new(&server.url, &name)
+                    .token("cut-token")
+                    .secret(b"cut-secret".to_vec())
+                    .lost_after(Duration::from_secs(1)),
+            )
+            .build()
+            .expect("a cluster pool"),
+    ));
+    let gate = Gate::new();
+    let running = pool.submit(gated, gate.path()).expect("submit");
+    let arrival = gate.arrival();
+    host.cut();
+    // Nothing closes: only the silence tells, after `lost_after`.
+    match settle(&running) {
+        Err(Error::WorkerDied(d)) => assert_eq!(d.cause(), ExitCause::Lost),
+        other => panic!("expected a lost worker, got {other:?}"),
+    }
+    // The agent, cut off from the server, kills what it ran.
+    poll_until("the cut-off agent killed its worker", || {
+        !arrival.worker.running()
+    });
+}

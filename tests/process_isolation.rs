@@ -631,3 +631,40 @@ fn a_worker_death_is_seen_even_when_a_process_it_forked_keeps_its_pipes() {
     assert_eq!(*settle(&pool.submit(square, 2).unwrap()).unwrap(), 4);
     drop(kid);
 }
+
+#[test]
+fn shutdown_returns_while_a_process_forked_without_exec_holds_the_workers_pipes() {
+    // SPEC E3, P10: a fork (Python's multiprocessing default on Linux)
+    // inherits the pool's ends of its workers' pipes; the workers must
+    // still be told to stop.
+    let pool = Pool(Some(ProcessPoolExecutor::new(1).expect("a pool")));
+    assert!(*settle(&pool.submit(whoami, ()).expect("submit")).expect("a pid") > 0);
+    // SAFETY: the child only calls async-signal-safe functions (sleep,
+    // _exit) and never returns into Rust code.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork failed");
+    if child == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::sleep(60);
+            libc::_exit(0);
+        }
+    }
+    let (done_tx, done_rx) = bounded(1);
+    let mut pool = pool;
+    let pool = pool.0.take().expect("the pool");
+    thread::spawn(move || {
+        pool.shutdown();
+        let _ = done_tx.send(());
+    });
+    let returned = done_rx.recv_timeout(LIMIT).is_ok();
+    // SAFETY: plain system calls on the child's pid.
+    unsafe {
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+    }
+    assert!(
+        returned,
+        "shutdown waited for a process that merely holds the pipes"
+    );
+}

@@ -267,3 +267,30 @@ def test_worker_entry_rejects_a_plain_process() -> None:
 def test_module_names_for_the_alias() -> None:
     assert process._process_chunk is std.process._process_chunk
     assert process.BrokenProcessPool is std.process.BrokenProcessPool
+
+
+def test_shutdown_returns_while_a_forked_process_holds_the_pipes(tmp_path: Any) -> None:
+    # A fork (multiprocessing's default on Linux before 3.14) inherits the
+    # pool's ends of its workers' pipes; shutdown must not wait for it.
+    out = run_script(
+        """
+        import os, signal, time
+        import concurrent_futures_rs as cf
+        if __name__ == "__main__":
+            pool = cf.ProcessPoolExecutor(max_workers=1)
+            print(pool.submit(pow, 2, 10).result())
+            child = os.fork()
+            if child == 0:
+                time.sleep(60)
+                os._exit(0)
+            start = time.monotonic()
+            pool.shutdown()
+            took = time.monotonic() - start
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            print("waited for the fork" if took > 30 else "returned")
+        """,
+        str(tmp_path),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1024", "returned"]

@@ -247,7 +247,7 @@ pub(crate) fn serve(pipes: Pipes, mut handler: impl CallHandler) -> i32 {
                 }
             }
             // The pool closed our input: shutdown, retirement, or its death.
-            Ok(None) | Err(_) => return exit_code::INPUT_ENDED,
+            Ok(Some((ToWorkerHead::End, _))) | Ok(None) | Err(_) => return exit_code::INPUT_ENDED,
         };
         match served {
             Served::Ok => {}

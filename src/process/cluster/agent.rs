@@ -206,6 +206,7 @@ impl Agent {
         let _ = self.out.send(Publish {
             payload: Bytes::from(self.key.seal_one(&subject, &offer)),
             subject,
+            stream: false,
         });
     }
 
@@ -307,20 +308,26 @@ impl Agent {
         let Some(hosted) = self.workers.get_mut(&(client.to_owned(), worker)) else {
             return; // Ended already.
         };
-        match hosted.opener.open(&message.payload) {
-            Ok(None) => {}
-            Ok(Some(bytes)) => match protocol::decode::<ToAgent>(&bytes) {
-                Some(ToAgent::Message(m)) => {
-                    hosted.link.push(m);
-                    hosted.link.flush();
+        for part in protocol::unbundle(&message.payload) {
+            match part.and_then(|part| hosted.opener.open(part)) {
+                Ok(None) => {}
+                Ok(Some(bytes)) => match protocol::decode::<ToAgent>(&bytes) {
+                    Some(ToAgent::Message(m)) => {
+                        hosted.link.push(m);
+                        hosted.link.flush();
+                    }
+                    Some(ToAgent::Close) => hosted.link.close(),
+                    Some(ToAgent::Stop(how)) => hosted.link.stop(how),
+                    None => {
+                        hosted.link.stop(StopHow::Kill);
+                        return;
+                    }
+                },
+                Err(_) => {
+                    tracing::warn!(%client, worker, "a message for a worker failed its check: killing it");
+                    hosted.link.stop(StopHow::Kill);
+                    return;
                 }
-                Some(ToAgent::Close) => hosted.link.close(),
-                Some(ToAgent::Stop(how)) => hosted.link.stop(how),
-                None => hosted.link.stop(StopHow::Kill),
-            },
-            Err(_) => {
-                tracing::warn!(%client, worker, "a message for a worker failed its check: killing it");
-                hosted.link.stop(StopHow::Kill);
             }
         }
     }
@@ -384,6 +391,7 @@ impl Relay {
             let _ = self.out.send(Publish {
                 subject: subject.clone(),
                 payload,
+                stream: true,
             });
         }
     }

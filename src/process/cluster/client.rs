@@ -215,14 +215,18 @@ impl Shared {
         let Some(link) = self.links.lock().get(&worker).cloned() else {
             return; // A worker already ended (late or stray messages).
         };
-        let opened = link.opener.lock().open(payload);
-        match opened.map(|m| m.map(|bytes| protocol::decode::<ToClient>(&bytes))) {
-            Ok(None) => {}
-            Ok(Some(Some(message))) => link.deliver(Inbound::Message(message)),
-            Ok(Some(None)) | Err(_) => {
-                tracing::warn!(worker = %link.id, "a message from the worker's agent failed its check");
-                link.stop(StopHow::Kill);
-                link.deliver(Inbound::Lost);
+        let mut opener = link.opener.lock();
+        for part in protocol::unbundle(payload) {
+            let opened = part.and_then(|part| opener.open(part));
+            match opened.map(|m| m.map(|bytes| protocol::decode::<ToClient>(&bytes))) {
+                Ok(None) => {}
+                Ok(Some(Some(message))) => link.deliver(Inbound::Message(message)),
+                Ok(Some(None)) | Err(_) => {
+                    tracing::warn!(worker = %link.id, "a message from the worker's agent failed its check");
+                    link.stop(StopHow::Kill);
+                    link.deliver(Inbound::Lost);
+                    return;
+                }
             }
         }
     }
@@ -527,6 +531,7 @@ impl RemoteLink {
             let _ = shared.out.send(Publish {
                 subject: subject.clone(),
                 payload,
+                stream: true,
             });
         }
     }

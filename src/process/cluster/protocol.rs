@@ -241,6 +241,39 @@ fn split(sealed: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     ))
 }
 
+/// Several sealed chunks of one stream in one NATS message, each behind
+/// its length (u32, little-endian): a burst costs the server, and both
+/// ends, one message instead of many.
+pub(crate) fn bundle(parts: &[bytes::Bytes]) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| 4 + p.len()).sum());
+    for part in parts {
+        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    bytes::Bytes::from(out)
+}
+
+/// The chunks of a [`bundle`]; `Err` at the first malformed length.
+pub(crate) fn unbundle(mut payload: &[u8]) -> impl Iterator<Item = Result<&[u8], Tampered>> {
+    std::iter::from_fn(move || {
+        if payload.is_empty() {
+            return None;
+        }
+        let Some((len, rest)) = payload.split_first_chunk::<4>() else {
+            payload = &[];
+            return Some(Err(Tampered));
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            payload = &[];
+            return Some(Err(Tampered));
+        }
+        let (part, rest) = rest.split_at(len);
+        payload = rest;
+        Some(Ok(part))
+    })
+}
+
 /// The sending end of one ordered stream of messages on one subject.
 pub(crate) struct Sealer {
     key: Key,
@@ -355,5 +388,19 @@ mod tests {
         );
         let mut wrong_key = Opener::new(Key::new(b"guess"), "s".into());
         assert!(wrong_key.open(&chunks[0]).is_err());
+    }
+
+    #[test]
+    fn a_bundle_gives_back_its_parts_and_a_cut_one_is_refused() {
+        let parts = [
+            bytes::Bytes::from_static(b"one"),
+            bytes::Bytes::new(),
+            bytes::Bytes::from_static(b"three"),
+        ];
+        let bundled = bundle(&parts);
+        let back: Vec<&[u8]> = unbundle(&bundled).map(|p| p.expect("whole")).collect();
+        assert_eq!(back, [&b"one"[..], b"", b"three"]);
+        let cut = &bundled[..bundled.len() - 1];
+        assert!(unbundle(cut).any(|p| p.is_err()));
     }
 }

@@ -13,6 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) struct Publish {
     pub(crate) subject: String,
     pub(crate) payload: Bytes,
+    /// A sealed chunk of a stream: sent in a bundle with the chunks queued
+    /// right behind it for the same subject (see `protocol::bundle`).
+    pub(crate) stream: bool,
 }
 
 /// The runtime's thread; dropping this stops it.
@@ -60,14 +63,45 @@ impl Drop for RuntimeThread {
 }
 
 /// Publishes what `queue` receives, in order, until every sender is gone.
+/// Stream chunks already queued for one subject go out as one bundle (no
+/// waiting for more: a lone chunk goes at once).
 pub(crate) async fn publisher(
     client: async_nats::Client,
     mut queue: mpsc::UnboundedReceiver<Publish>,
 ) {
-    while let Some(message) = queue.recv().await {
-        // A failure here is a lost connection, which the connection's
-        // events report; the message is lost with it.
-        // (The connection writes what is buffered as soon as it is idle.)
-        let _ = client.publish(message.subject, message.payload).await;
+    let limit = client.server_info().max_payload.max(1024);
+    let mut next: Option<Publish> = None;
+    loop {
+        let first = match next.take() {
+            Some(first) => first,
+            None => match queue.recv().await {
+                Some(first) => first,
+                None => break,
+            },
+        };
+        if !first.stream {
+            send(&client, first.subject, first.payload).await;
+            continue;
+        }
+        let mut size = 4 + first.payload.len();
+        let subject = first.subject;
+        let mut parts = vec![first.payload];
+        while let Ok(more) = queue.try_recv() {
+            if more.stream && more.subject == subject && size + 4 + more.payload.len() <= limit {
+                size += 4 + more.payload.len();
+                parts.push(more.payload);
+            } else {
+                next = Some(more);
+                break;
+            }
+        }
+        send(&client, subject, super::protocol::bundle(&parts)).await;
     }
+}
+
+async fn send(client: &async_nats::Client, subject: String, payload: Bytes) {
+    // A failure here is a lost connection, which the connection's events
+    // report; the message is lost with it. (The connection writes what is
+    // buffered as soon as it is idle.)
+    let _ = client.publish(subject, payload).await;
 }

@@ -42,6 +42,16 @@ pub(crate) enum ToWorkerHead {
         lens: SmallVec<[u64; 1]>,
         report_each: bool,
     },
+    /// No more calls: the worker's loop ends, as at the end of its input.
+    /// Sent before the pool closes its end, because a process forked from
+    /// the pool's (without exec) may hold that end open too, and then the
+    /// worker would never read the end of its input.
+    End,
+}
+
+/// The frame that says [`ToWorkerHead::End`].
+pub(crate) fn end_frame() -> io::Result<Head> {
+    encode_head(&ToWorkerHead::End, 0)
 }
 
 /// The header of a frame from a worker; the payload is the proof, the

@@ -213,6 +213,15 @@ impl Input {
     /// no write holds it, so the worker reads the end of its input.
     pub(crate) fn close(&self) {
         let mut state = self.state.lock();
+        // The end frame first, when it can go whole and in order: nothing
+        // queued, no write under way. A pipe write this small is atomic:
+        // all of it, or (the pipe full) none.
+        if !state.writing
+            && state.queue.is_empty()
+            && let (Some(fd), Ok(end)) = (&state.fd, super::super::wire::end_frame())
+        {
+            let _ = rustix::io::write(&**fd, &end);
+        }
         state.fd = None;
         state.queue.clear();
         self.work.notify_one();

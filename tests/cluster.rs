@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::process::cluster::{AGENT_VAR, Cluster};
 use concurrent_futures::{
-    ALL_COMPLETED, BrokenKind, BuildError, Error, ExitCause, MapOptions, ProcessPoolExecutor,
-    as_completed, wait_timeout,
+    ALL_COMPLETED, BrokenKind, BuildError, Error, ExitCause, MapOptions, ProcessPoolBuilder,
+    ProcessPoolExecutor, as_completed, wait_timeout,
 };
 
 mod common;
@@ -168,12 +168,13 @@ fn agent(url: &str, pool: &str, slots: usize, env: &[(&str, &str)]) -> Service {
 }
 
 fn pool(cluster: Cluster, workers: usize) -> Pool {
+    built(ProcessPoolExecutor::builder().max_workers(workers), cluster)
+}
+
+/// The pool `builder` makes on `cluster`.
+fn built(builder: ProcessPoolBuilder, cluster: Cluster) -> Pool {
     Pool(Some(
-        ProcessPoolExecutor::builder()
-            .max_workers(workers)
-            .cluster(cluster)
-            .build()
-            .expect("a cluster pool"),
+        builder.cluster(cluster).build().expect("a cluster pool"),
     ))
 }
 
@@ -300,14 +301,12 @@ fn b9_a_worker_that_dies_on_its_agent_breaks_the_pool_or_with_self_healing_fails
     ));
     drop(broken);
 
-    let healing = Pool(Some(
+    let healing = built(
         ProcessPoolExecutor::builder()
             .max_workers(1)
-            .self_healing(true)
-            .cluster(Cluster::new(&server.url, &name))
-            .build()
-            .expect("a cluster pool"),
-    ));
+            .self_healing(true),
+        Cluster::new(&server.url, &name),
+    );
     let f = healing.submit(gated, gate.path()).expect("submit");
     gate.arrival().order(ABORT);
     match settle(&f) {
@@ -328,14 +327,12 @@ fn b9_an_agent_killed_outright_loses_its_workers_and_an_agent_that_joins_takes_t
     };
     let name = pool_name();
     let mut first = agent(&server.url, &name, 1, &[]);
-    let pool = Pool(Some(
+    let pool = built(
         ProcessPoolExecutor::builder()
             .max_workers(1)
-            .self_healing(true)
-            .cluster(Cluster::new(&server.url, &name))
-            .build()
-            .expect("a cluster pool"),
-    ));
+            .self_healing(true),
+        Cluster::new(&server.url, &name),
+    );
     let gate = Gate::new();
     let running = pool.submit(gated, gate.path()).expect("submit");
     let arrival = gate.arrival();
@@ -363,14 +360,12 @@ fn b9_timeouts_and_cancelling_a_running_call_kill_only_that_worker() {
     };
     let name = pool_name();
     let _agent = agent(&server.url, &name, 2, &[]);
-    let timed = Pool(Some(
+    let timed = built(
         ProcessPoolExecutor::builder()
             .max_workers(1)
-            .task_timeout(Duration::from_millis(200))
-            .cluster(Cluster::new(&server.url, &name))
-            .build()
-            .expect("a cluster pool"),
-    ));
+            .task_timeout(Duration::from_millis(200)),
+        Cluster::new(&server.url, &name),
+    );
     let slow = timed.submit(sleep_ms, 60_000).expect("submit");
     assert!(matches!(settle(&slow), Err(Error::TaskTimeout(_))));
     assert_eq!(
@@ -675,14 +670,12 @@ fn b9_chaos_workers_and_agents_killed_an_agent_joining_and_the_server_restarting
         agent(&server.url, &name, 2, &[]),
         agent(&server.url, &name, 2, &[]),
     ];
-    let pool = Pool(Some(
+    let pool = built(
         ProcessPoolExecutor::builder()
             .max_workers(4)
-            .self_healing(true)
-            .cluster(Cluster::new(&server.url, &name))
-            .build()
-            .expect("a cluster pool"),
-    ));
+            .self_healing(true),
+        Cluster::new(&server.url, &name),
+    );
     let callbacks = Arc::new(AtomicUsize::new(0));
     let mut futures = Vec::new();
     let submit = |futures: &mut Vec<_>, n: u64| {
@@ -745,14 +738,12 @@ fn b9_queued_work_goes_to_an_agent_as_soon_as_it_joins_and_deadlines_hold_meanwh
     };
     let name = pool_name();
     let _first = agent(&server.url, &name, 1, &[]);
-    let pool = Pool(Some(
+    let pool = built(
         ProcessPoolExecutor::builder()
             .max_workers(2)
-            .task_timeout(Duration::from_millis(300))
-            .cluster(Cluster::new(&server.url, &name))
-            .build()
-            .expect("a cluster pool"),
-    ));
+            .task_timeout(Duration::from_millis(300)),
+        Cluster::new(&server.url, &name),
+    );
     // The one slot is taken; a second worker cannot be placed, and the
     // deadline of the running call is still enforced.
     let slow = pool.submit(sleep_ms, 60_000).expect("submit");
@@ -781,14 +772,10 @@ fn b9_with_retries_a_call_whose_agent_was_lost_runs_again_on_another() {
     };
     let name = pool_name();
     let mut first = agent(&server.url, &name, 1, &[]);
-    let pool = Pool(Some(
-        ProcessPoolExecutor::builder()
-            .max_workers(1)
-            .retries(1)
-            .cluster(Cluster::new(&server.url, &name))
-            .build()
-            .expect("a cluster pool"),
-    ));
+    let pool = built(
+        ProcessPoolExecutor::builder().max_workers(1).retries(1),
+        Cluster::new(&server.url, &name),
+    );
     let gate = Gate::new();
     let call = pool.submit(gated, gate.path()).expect("submit");
     let on_first = gate.arrival();
@@ -897,19 +884,15 @@ fn b9_a_host_cut_off_by_the_network_is_lost_within_the_limit_and_its_agent_kills
             .spawn()
             .expect("start an agent in the namespace"),
     );
-    let pool = Pool(Some(
+    let pool = built(
         ProcessPoolExecutor::builder()
             .max_workers(1)
-            .self_healing(true)
-            .cluster(
-                Cluster::new(&server.url, &name)
-                    .token("cut-token")
-                    .secret(b"cut-secret".to_vec())
-                    .lost_after(Duration::from_secs(1)),
-            )
-            .build()
-            .expect("a cluster pool"),
-    ));
+            .self_healing(true),
+        Cluster::new(&server.url, &name)
+            .token("cut-token")
+            .secret(b"cut-secret".to_vec())
+            .lost_after(Duration::from_secs(1)),
+    );
     let gate = Gate::new();
     let running = pool.submit(gated, gate.path()).expect("submit");
     let arrival = gate.arrival();

@@ -352,18 +352,7 @@ impl Agent {
                 if events.is_closed() {
                     break;
                 }
-                let answer =
-                    tokio::time::timeout(limit, nats.request(subject.clone(), Bytes::new())).await;
-                let gone = match answer {
-                    Ok(Ok(_)) => false,
-                    Ok(Err(e)) => matches!(
-                        e.kind(),
-                        async_nats::RequestErrorKind::NoResponders
-                            | async_nats::RequestErrorKind::TimedOut
-                    ),
-                    Err(_) => true,
-                };
-                if gone {
+                if super::runtime::gone(&nats, &subject, limit).await {
                     let _ = events.send(Event::ClientGone(client));
                     break;
                 }

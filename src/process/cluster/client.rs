@@ -272,18 +272,7 @@ impl Shared {
                     break;
                 }
                 drop(shared);
-                let answer =
-                    tokio::time::timeout(limit, nats.request(subject.clone(), Bytes::new())).await;
-                let gone = match answer {
-                    Ok(Ok(_)) => false,
-                    Ok(Err(e)) => matches!(
-                        e.kind(),
-                        async_nats::RequestErrorKind::NoResponders
-                            | async_nats::RequestErrorKind::TimedOut
-                    ),
-                    Err(_) => true,
-                };
-                if gone {
+                if super::runtime::gone(&nats, &subject, limit).await {
                     if let Some(shared) = weak.upgrade() {
                         shared.probed.lock().remove(&agent);
                         shared.lose_agent(&agent);

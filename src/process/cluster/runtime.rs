@@ -105,3 +105,22 @@ async fn send(client: &async_nats::Client, subject: String, payload: Bytes) {
     // buffered as soon as it is idle.)
     let _ = client.publish(subject, payload).await;
 }
+
+/// Whether the other end of `subject` is gone: a probe that the server
+/// answers with "no responders" (its connection closed), or that nobody
+/// answers within `limit` (a host or network gone quiet).
+pub(crate) async fn gone(
+    client: &async_nats::Client,
+    subject: &str,
+    limit: std::time::Duration,
+) -> bool {
+    let probe = client.request(subject.to_owned(), Bytes::new());
+    match tokio::time::timeout(limit, probe).await {
+        Ok(Ok(_)) => false,
+        Ok(Err(e)) => matches!(
+            e.kind(),
+            async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut
+        ),
+        Err(_) => true,
+    }
+}

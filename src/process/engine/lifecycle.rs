@@ -399,7 +399,10 @@ impl Engine {
         worker.link = Some(Arc::clone(&link));
         if self.life.is_broken() {
             worker.close_input();
-            worker.stop(Stop::Terminated, StopHow::Kill);
+            // A worker spared to exit by itself keeps its grace.
+            if worker.kill_at.is_none() {
+                worker.stop(Stop::Terminated, StopHow::Kill);
+            }
         }
         let mut settle = self.dispatch(&mut state);
         drop(state);

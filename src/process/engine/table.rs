@@ -119,10 +119,12 @@ impl Worker {
     /// Closes the worker's input: its loop ends once it has read what was
     /// sent, or at once if it is stopped.
     pub(super) fn close_input(&mut self) {
-        if std::mem::replace(&mut self.open, false) {
-            if let Some(link) = &self.link {
-                link.close();
-            }
+        // Without its link yet (still starting), it stays open: the start
+        // closes it once the link is there, if the pool is stopping.
+        if let Some(link) = &self.link
+            && std::mem::replace(&mut self.open, false)
+        {
+            link.close();
         }
     }
 

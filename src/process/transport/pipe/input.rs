@@ -287,7 +287,13 @@ mod tests {
         input.close();
         let mut rest = Vec::new();
         file.read_to_end(&mut rest).unwrap();
-        assert!(rest.is_empty(), "closing ends the input");
+        // Closing ends the input, after the end frame when it could go at
+        // once (the writer thread may still hold the pipe: then without).
+        let end = super::super::super::wire::end_frame().unwrap();
+        assert!(
+            rest.is_empty() || rest[..] == end[..],
+            "closing ends the input"
+        );
         assert_eq!(&got[..4], b"one:");
         assert!(got[4..4 + (1 << 20)].iter().all(|&b| b == 7));
         assert_eq!(&got[4 + (1 << 20)..], b"two:end");

@@ -21,10 +21,6 @@ pub(crate) struct Output {
     fd: OwnedFd,
     process: Arc<Process>,
     exited: bool,
-    /// The last read took less than it could: the pipe is most likely
-    /// empty, so the next read waits first rather than spend a system
-    /// call on learning that it would block.
-    drained: bool,
     /// Called whenever everything the worker wrote so far has been read
     /// and the reader is about to wait for more.
     on_wait: Option<Box<dyn FnMut() + Send>>,
@@ -37,7 +33,6 @@ impl Output {
             fd,
             process,
             exited: false,
-            drained: false,
             on_wait: None,
         }
     }
@@ -51,17 +46,16 @@ impl Output {
 impl Read for Output {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if !std::mem::take(&mut self.drained) {
-                match rustix::io::read(&self.fd, &mut *buf) {
-                    Ok(n) => {
-                        self.drained = n > 0 && n < buf.len() && !self.exited;
-                        return Ok(n);
-                    }
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(rustix::io::Errno::AGAIN) if self.exited => return Ok(0),
-                    Err(rustix::io::Errno::AGAIN) => {}
-                    Err(e) => return Err(e.into()),
-                }
+            // Always a read first, even after a short one: "caught up"
+            // must mean the pipe is empty now (an answer may have come
+            // while the reader delivered the last one), or a deadline
+            // would be judged with that answer unread.
+            match rustix::io::read(&self.fd, &mut *buf) {
+                Ok(n) => return Ok(n),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) if self.exited => return Ok(0),
+                Err(rustix::io::Errno::AGAIN) => {}
+                Err(e) => return Err(e.into()),
             }
             if let Some(f) = &mut self.on_wait {
                 f();

@@ -347,15 +347,10 @@ impl Agent {
             self.lost_after,
         );
         tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if events.is_closed() {
-                    break;
-                }
-                if super::runtime::gone(&nats, &subject, limit).await {
-                    let _ = events.send(Event::ClientGone(client));
-                    break;
-                }
+            let open = events.clone();
+            let wanted = move || !open.is_closed();
+            if super::runtime::watch(nats, subject, every, limit, wanted).await {
+                let _ = events.send(Event::ClientGone(client));
             }
         });
     }

@@ -264,20 +264,18 @@ impl Shared {
         let nats = self.nats.clone();
         let (every, limit) = (self.probe_every, self.lost_after);
         self.handle.spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(shared) = weak.upgrade() else { break };
-                if !shared.links.lock().values().any(|l| l.agent == agent) {
-                    shared.probed.lock().remove(&agent);
-                    break;
-                }
-                drop(shared);
-                if super::runtime::gone(&nats, &subject, limit).await {
-                    if let Some(shared) = weak.upgrade() {
-                        shared.probed.lock().remove(&agent);
-                        shared.lose_agent(&agent);
-                    }
-                    break;
+            let watched = weak.clone();
+            let still = agent.clone();
+            let wanted = move || {
+                watched
+                    .upgrade()
+                    .is_some_and(|s| s.links.lock().values().any(|l| l.agent == still))
+            };
+            let gone = super::runtime::watch(nats, subject, every, limit, wanted).await;
+            if let Some(shared) = weak.upgrade() {
+                shared.probed.lock().remove(&agent);
+                if gone {
+                    shared.lose_agent(&agent);
                 }
             }
         });

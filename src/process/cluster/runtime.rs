@@ -106,21 +106,47 @@ async fn send(client: &async_nats::Client, subject: String, payload: Bytes) {
     let _ = client.publish(subject, payload).await;
 }
 
-/// Whether the other end of `subject` is gone: a probe that the server
-/// answers with "no responders" (its connection closed), or that nobody
-/// answers within `limit` (a host or network gone quiet).
-pub(crate) async fn gone(
-    client: &async_nats::Client,
-    subject: &str,
+/// Probes `subject` every `every` while `wanted` says so; returns true
+/// once its other end is gone: the server answers a probe with "no
+/// responders" (that end's connection closed), or nothing answers for
+/// `limit` (a host or network gone quiet). Each probe runs on its own, so
+/// one left unanswered by a process that died does not hold up the next,
+/// which the server refuses at once.
+pub(crate) async fn watch(
+    client: async_nats::Client,
+    subject: String,
+    every: std::time::Duration,
     limit: std::time::Duration,
+    mut wanted: impl FnMut() -> bool,
 ) -> bool {
-    let probe = client.request(subject.to_owned(), Bytes::new());
-    match tokio::time::timeout(limit, probe).await {
-        Ok(Ok(_)) => false,
-        Ok(Err(e)) => matches!(
-            e.kind(),
-            async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut
-        ),
-        Err(_) => true,
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let answered = std::sync::Arc::new(parking_lot::Mutex::new(std::time::Instant::now()));
+    let refused = std::sync::Arc::new(AtomicBool::new(false));
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = wake.notified() => {}
+        }
+        if !wanted() {
+            return false;
+        }
+        if refused.load(SeqCst) || answered.lock().elapsed() >= limit {
+            return true;
+        }
+        let (client, subject) = (client.clone(), subject.clone());
+        let (answered, refused, wake) = (answered.clone(), refused.clone(), wake.clone());
+        tokio::spawn(async move {
+            let probe = client.request(subject, Bytes::new());
+            match tokio::time::timeout(limit, probe).await {
+                Ok(Ok(_)) => *answered.lock() = std::time::Instant::now(),
+                Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                    refused.store(true, SeqCst);
+                    wake.notify_one();
+                }
+                // Unanswered: only the silence counts.
+                _ => {}
+            }
+        });
     }
 }

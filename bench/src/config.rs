@@ -200,3 +200,90 @@ impl Config {
         serde_json::from_str(json)
     }
 }
+
+/// Sizes of the cluster rows (`--cluster`, `cluster_bench.rs`; the Python
+/// peers' script reads the same, as JSON).
+#[cfg(feature = "cluster")]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// `--quick`: the smoke sizes.
+    pub quick: bool,
+    /// Agents on the NATS server, and worker slots each.
+    pub agents: usize,
+    pub slots: usize,
+    /// Worker processes of every pool: `agents * slots`.
+    pub workers: usize,
+    /// Rounds: each runs every peer once, in turn, on a fresh pool.
+    pub rounds: usize,
+    /// Warm-up calls before measuring, per round.
+    pub warmup: usize,
+    /// C1: back-to-back round trips per round (pooled over rounds).
+    pub round_trips: usize,
+    /// C1c-d: round trips per round with a task that stamps its start.
+    pub stamped: usize,
+    /// C2a: trivial tasks submitted before collecting.
+    pub submit_n: usize,
+    /// C2b: items mapped, chunksize 1.
+    pub map_n: usize,
+    /// C3: agent deaths, in all.
+    pub deaths: usize,
+    /// C3: pause between the call arriving and the kill: this, plus
+    /// `k / deaths` of `death_spread_ms` for run `k`, so the kills fall
+    /// evenly over one period of the client's probes of its agents.
+    pub death_delay_ms: u64,
+    pub death_spread_ms: u64,
+    /// C1e: bare NATS request/replies per round.
+    pub nats_pings: usize,
+    /// The most one result may take.
+    pub timeout_s: u64,
+    /// The most collecting all of C2a or C2b may take (dask needs about a
+    /// minute for 20,000 tasks on 2 loaded cores); a Python peer's whole
+    /// round gets three times this.
+    pub bulk_timeout_s: u64,
+}
+
+#[cfg(feature = "cluster")]
+impl ClusterConfig {
+    /// The documented run: about 3-4 minutes on 2 cores, most of it in
+    /// dask and Ray.
+    pub fn full() -> Self {
+        ClusterConfig {
+            quick: false,
+            agents: 2,
+            slots: 1,
+            workers: 2,
+            rounds: 3,
+            warmup: 1_000,
+            round_trips: 2_000,
+            stamped: 500,
+            submit_n: 20_000,
+            map_n: 20_000,
+            deaths: 6,
+            death_delay_ms: 20,
+            death_spread_ms: 20,
+            nats_pings: 2_000,
+            timeout_s: 60,
+            bulk_timeout_s: 600,
+        }
+    }
+
+    /// The smoke run.
+    pub fn quick() -> Self {
+        ClusterConfig {
+            quick: true,
+            rounds: 1,
+            warmup: 200,
+            round_trips: 300,
+            stamped: 100,
+            submit_n: 2_000,
+            map_n: 2_000,
+            deaths: 2,
+            nats_pings: 300,
+            ..ClusterConfig::full()
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a config always serializes")
+    }
+}

@@ -8,7 +8,15 @@
 //! cargo run --release -p concurrent-futures-bench             # ~2.5-3 min
 //! cargo run --release -p concurrent-futures-bench -- --quick  # ~20 s smoke
 //! cargo run --release -p concurrent-futures-bench -- --write  # + BENCHMARKS.md
+//! cargo run --release -p concurrent-futures-bench --features cluster -- --cluster [--write]
 //! ```
+//!
+//! `--cluster` (with this crate's `cluster` feature, which turns on the
+//! library's) measures only the cluster rows instead: our process pool with
+//! its workers on agents over a local NATS server, our local process pool,
+//! dask.distributed and Ray (`cluster_bench`, `cluster_services`,
+//! `cluster_report`); its `--write` replaces only the `## Cluster`
+//! section of BENCHMARKS.md.
 //!
 //! Layout: `peers` (who is compared, the `Pool` interface), `pools` and
 //! `crossbeam_pool` (the adapters), `workloads` (what is measured),
@@ -24,6 +32,12 @@
 //! other's workers.
 
 mod child;
+#[cfg(feature = "cluster")]
+mod cluster_bench;
+#[cfg(feature = "cluster")]
+mod cluster_report;
+#[cfg(feature = "cluster")]
+mod cluster_services;
 mod config;
 mod cpython;
 mod crossbeam_pool;
@@ -52,10 +66,14 @@ use report::Report;
 use workloads::Samples;
 
 const USAGE: &str = "\
-usage: concurrent-futures-bench [--quick] [--write]
+usage: concurrent-futures-bench [--quick] [--write] [--cluster]
 
   --quick   smaller sizes, one repetition: a ~20 s smoke run
   --write   also rewrite BENCHMARKS.md at the workspace root
+  --cluster only the cluster rows (needs `--features cluster`): our pool on
+            agents over a local nats-server, our local process pool,
+            dask.distributed and Ray; with --write, replaces only the
+            \"## Cluster\" section of BENCHMARKS.md
 ";
 
 /// Where `--write` puts the report: the workspace root.
@@ -71,11 +89,12 @@ fn main() -> ExitCode {
         Some("--proc-child") => return process_workloads::child_main(&args[1..]),
         _ => {}
     }
-    let (mut quick, mut write) = (false, false);
+    let (mut quick, mut write, mut cluster) = (false, false, false);
     for arg in &args {
         match arg.as_str() {
             "--quick" => quick = true,
             "--write" => write = true,
+            "--cluster" => cluster = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -85,6 +104,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    }
+    if cluster {
+        return run_cluster(quick, write);
     }
     let cfg = if quick {
         Config::quick()
@@ -98,6 +120,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--cluster`: the cluster rows alone.
+#[cfg(feature = "cluster")]
+fn run_cluster(quick: bool, write: bool) -> ExitCode {
+    match cluster_bench::run(quick, write, BENCHMARKS_MD) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "cluster"))]
+fn run_cluster(_quick: bool, _write: bool) -> ExitCode {
+    eprintln!(
+        "--cluster needs the bench crate's `cluster` feature: \
+         cargo run --release -p concurrent-futures-bench --features cluster -- --cluster"
+    );
+    ExitCode::FAILURE
 }
 
 /// `--child KIND PEER CONFIG`: one measurement in a process of its own.

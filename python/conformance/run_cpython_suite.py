@@ -1,4 +1,4 @@
-"""Runs CPython's own ``test_concurrent_futures``, unchanged, against
+"""SPEC B8: Runs CPython's own ``test_concurrent_futures``, unchanged, against
 concurrent_futures_rs, and prints ``N passed, N failed, N skipped``.
 
 Run it with the interpreter whose test suite it is (Debian's

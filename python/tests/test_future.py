@@ -14,6 +14,7 @@ import concurrent_futures_rs as cf
 
 
 def test_is_a_stdlib_future() -> None:
+    # SPEC B8: a subclass of the standard library's Future.
     f = cf.Future()
     assert isinstance(f, std.Future)
     assert type(f).__mro__[1].__name__ == "FutureBase"
@@ -146,6 +147,7 @@ def test_stdlib_wait_works_on_ours() -> None:
 
 
 def test_asyncio_wrap_future() -> None:
+    # SPEC B8: asyncio accepts our futures.
     async def main() -> int:
         f = cf.Future()
         loop = asyncio.get_running_loop()

@@ -47,6 +47,7 @@ def explain(result: Any) -> str:
 
 @pytest.mark.parametrize("example", run.EXAMPLES, ids=lambda e: e.name)
 def test_seed_example(example: Any, results: dict[str, Any]) -> None:
+    # SPEC B8: the seeds' Python examples run unchanged against the package.
     result = results[example.name]
     if example.known_difference:
         assert result.status != "same", (

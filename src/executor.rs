@@ -353,7 +353,7 @@ pub struct Map<'a, T> {
     ended: bool,
 }
 
-impl<'a, T> Map<'a, T> {
+impl<'a, T: 'static> Map<'a, T> {
     /// Starts a map over whatever `submit_next` submits, submitting
     /// everything now or, with a buffer size, that many items.
     pub(crate) fn new(
@@ -417,7 +417,7 @@ impl<'a, T> Map<'a, T> {
     }
 }
 
-impl<T> Iterator for Map<'_, T> {
+impl<T: 'static> Iterator for Map<'_, T> {
     type Item = Result<T, Error>;
 
     fn next(&mut self) -> Option<Result<T, Error>> {

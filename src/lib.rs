@@ -129,6 +129,9 @@ pub use error::{
     BrokenExecutor, BrokenKind, BuildError, Error, ExitCause, InvalidStateError, SubmitError,
     TaskError, TaskErrorKind, WorkerDeath, WorkerId,
 };
+#[cfg(concurrent_futures_loom)]
+#[doc(hidden)]
+pub use future::loom_hooks;
 pub use future::{Future, State};
 #[cfg(target_os = "linux")]
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, StartMethod};

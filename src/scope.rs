@@ -15,7 +15,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, SubmitError};
-use crate::future::{Future, Job, Task};
+use crate::future::{Future, Job};
 use crate::task_context;
 use crate::thread_pool::ThreadPoolExecutor;
 
@@ -131,8 +131,9 @@ impl<'scope> Scope<'scope, '_> {
         T: Send + Sync + 'static,
     {
         let outstanding = &self.outstanding;
-        let future =
-            self.pool.submit_task(task, |task| {
+        let queued = self.pool.enqueue(
+            task,
+            |task| {
                 *outstanding.count.lock() += 1;
                 let guard = TaskGuard(Arc::clone(outstanding));
                 let scoped: Box<dyn FnOnce() -> Result<T, Error> + Send + 'scope> =
@@ -149,12 +150,14 @@ impl<'scope> Scope<'scope, '_> {
                 unsafe {
                     std::mem::transmute::<
                         Box<dyn FnOnce() -> Result<T, Error> + Send + 'scope>,
-                        Task<T>,
+                        Box<dyn FnOnce() -> Result<T, Error> + Send>,
                     >(scoped)
                 }
-            })?;
-        self.jobs.lock().push(future.job());
-        Ok(future)
+            },
+            true,
+        )?;
+        self.jobs.lock().extend(queued.job);
+        Ok(queued.future)
     }
 
     fn wait_all(&self) {

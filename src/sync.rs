@@ -10,6 +10,29 @@ mod imp {
     pub(crate) use std::thread::{Thread, current};
 
     pub(crate) use parking_lot::Mutex;
+    pub(crate) use std::thread::yield_now;
+
+    /// A one-byte lock with no data of its own, so the future can keep it
+    /// beside its state byte instead of in a `Mutex`'s padded word.
+    pub(crate) struct RawLock(parking_lot::RawMutex);
+
+    impl RawLock {
+        pub(crate) const fn new() -> Self {
+            RawLock(<parking_lot::RawMutex as parking_lot::lock_api::RawMutex>::INIT)
+        }
+
+        pub(crate) fn lock(&self) {
+            parking_lot::lock_api::RawMutex::lock(&self.0);
+        }
+
+        /// # Safety
+        ///
+        /// The calling thread holds the lock.
+        pub(crate) unsafe fn unlock(&self) {
+            // SAFETY: forwarded to the caller.
+            unsafe { parking_lot::lock_api::RawMutex::unlock(&self.0) };
+        }
+    }
 
     /// Parks the current thread until unparked or until `deadline`.
     pub(crate) fn park_until(deadline: Option<std::time::Instant>) {
@@ -47,7 +70,35 @@ mod imp {
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
-    pub(crate) use loom::thread::{Thread, current};
+    pub(crate) use loom::thread::{Thread, current, yield_now};
+
+    /// The raw lock as a loom-visible spin lock (loom explores its spins
+    /// as yields).
+    pub(crate) struct RawLock(loom::sync::atomic::AtomicBool);
+
+    impl RawLock {
+        pub(crate) fn new() -> Self {
+            RawLock(loom::sync::atomic::AtomicBool::new(false))
+        }
+
+        pub(crate) fn lock(&self) {
+            use std::sync::atomic::Ordering::{Acquire, Relaxed};
+            while self
+                .0
+                .compare_exchange(false, true, Acquire, Relaxed)
+                .is_err()
+            {
+                loom::thread::yield_now();
+            }
+        }
+
+        /// # Safety
+        ///
+        /// The calling thread holds the lock.
+        pub(crate) unsafe fn unlock(&self) {
+            self.0.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
 
     /// loom's mutex with parking_lot's signature (no poisoning).
     #[derive(Debug)]

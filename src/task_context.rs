@@ -34,9 +34,17 @@ pub(crate) struct TaskContext {
     pub(crate) task: usize,
 }
 
+#[cfg(not(concurrent_futures_loom))]
 thread_local! {
     static WORKER_POOL: Cell<usize> = const { Cell::new(0) };
     static CURRENT_TASK: Cell<Option<TaskContext>> = const { Cell::new(None) };
+}
+
+// loom runs its threads on one OS thread: each needs loom's own locals.
+#[cfg(concurrent_futures_loom)]
+loom::thread_local! {
+    static WORKER_POOL: Cell<usize> = Cell::new(0);
+    static CURRENT_TASK: Cell<Option<TaskContext>> = Cell::new(None);
 }
 
 /// Marks the current thread as a worker of `pool` for its whole life.

@@ -31,9 +31,16 @@ use crate::error::{
     BrokenExecutor, BrokenKind, BuildError, Error, SubmitError, TaskError, panic_message,
 };
 use crate::executor::{ClosureExecutor, Executor, FnExecutor, Map, MapOptions, Shutdown};
-use crate::future::{Future, Job, Task, drop_user_value};
+use crate::future::{Future, Job, drop_user_value};
 use crate::lifecycle::Lifecycle;
 use crate::task_context;
+
+/// A task the pool accepted: its future and, when asked for, the queue's
+/// reference to it (a scope runs its own tasks inline from it).
+pub(crate) struct Queued<T> {
+    pub(crate) future: Future<T>,
+    pub(crate) job: Option<Arc<dyn Job>>,
+}
 
 /// Numbers pools for their default thread names, as CPython does.
 static POOL_COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -273,7 +280,7 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + Sync + 'static,
     {
-        self.submit_task(task, |f| Box::new(move || Ok(f())))
+        self.submit_task(task, |f| move || Ok(f()))
     }
 
     /// Schedules a task that may fail: its `Err` becomes the future's
@@ -300,18 +307,34 @@ impl ThreadPoolExecutor {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.submit_task(task, |f| {
-            Box::new(move || f().map_err(|e| Error::Failed(TaskError::new(e))))
+            move || f().map_err(|e| Error::Failed(TaskError::new(e)))
         })
     }
 
     /// Queues the task `make` builds from `task`, once the pool accepts it.
-    pub(crate) fn submit_task<F, T>(
+    pub(crate) fn submit_task<F, T, G>(
         &self,
         task: F,
-        make: impl FnOnce(F) -> Task<T>,
+        make: impl FnOnce(F) -> G,
     ) -> Result<Future<T>, SubmitError<F>>
     where
         T: Send + Sync + 'static,
+        G: FnOnce() -> Result<T, Error> + Send + 'static,
+    {
+        self.enqueue(task, make, false).map(|queued| queued.future)
+    }
+
+    /// [`submit_task`](Self::submit_task), also giving the queue's
+    /// reference to the task when `keep_job` asks for it.
+    pub(crate) fn enqueue<F, T, G>(
+        &self,
+        task: F,
+        make: impl FnOnce(F) -> G,
+        keep_job: bool,
+    ) -> Result<Queued<T>, SubmitError<F>>
+    where
+        T: Send + Sync + 'static,
+        G: FnOnce() -> Result<T, Error> + Send + 'static,
     {
         let shared = &self.shared;
         let mut control = shared.control.lock();
@@ -327,12 +350,13 @@ impl ThreadPoolExecutor {
             }
             // Otherwise the running workers will get to it.
         }
-        let future = Future::with_task(shared.id(), make(task));
+        let (future, job) = Future::with_task(shared.id(), make(task));
+        let kept = keep_job.then(|| Arc::clone(&job));
         if let Some(sender) = &control.sender {
             // Cannot fail: the receiver lives in `shared`, which we hold.
-            let _ = sender.send(future.job());
+            let _ = sender.send(job);
         }
-        Ok(future)
+        Ok(Queued { future, job: kept })
     }
 
     /// Stops the pool (SPEC E3): later submits fail with
@@ -646,7 +670,7 @@ where
     R: Send + Sync + 'static,
 {
     fn submit_fn(&self, f: fn(A) -> R, arg: A) -> Result<Future<R>, SubmitError<A>> {
-        self.submit_task((f, arg), |(f, arg)| Box::new(move || Ok(f(arg))))
+        self.submit_task((f, arg), |(f, arg)| move || Ok(f(arg)))
             .map_err(|refused| {
                 let reason = refused.reason().clone();
                 SubmitError::new(refused.into_task().1, reason)

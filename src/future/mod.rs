@@ -16,10 +16,9 @@ use crate::waiter::{AsyncWaiter, SetWaiter, ThreadWaiter};
 
 pub use self::state::State;
 use self::state::{
-    CANCELLED, CANCELLED_NOTIFIED, COMPLETING, Entry, FINISHED, Inner, PENDING, RUNNING, Slot,
-    Transition, complete, is_done, run_callback, set_running_or_notify_cancel,
+    Entry, Inner, Outcome, Phase, complete, run_callback, set_running_or_notify_cancel,
 };
-pub(crate) use self::state::{Job, Promise, Task, contain_panic as drop_user_value};
+pub(crate) use self::state::{Job, Promise, contain_panic as drop_user_value};
 
 /// A handle to the outcome of one call: a value, a failure, or a
 /// cancellation (Python `concurrent.futures.Future`).
@@ -65,13 +64,26 @@ impl<T> Future<T> {
     /// f.set_result("ready").unwrap();
     /// assert_eq!(*f.result().unwrap(), "ready");
     /// ```
-    pub fn new() -> Self {
-        Future::adopt(Arc::new(Inner::new(0, Slot::Empty)))
+    pub fn new() -> Self
+    where
+        T: 'static,
+    {
+        // A future without a task carries one that is never run: it only
+        // fills the storage's Pending member, and costs nothing (zero-sized).
+        Future::adopt(Arc::new(Inner::new(0, || Err(Error::Cancelled))))
     }
 
-    /// A pending future that carries `task`, runnable by a worker of `pool`.
-    pub(crate) fn with_task(pool: usize, task: Task<T>) -> Self {
-        Future::adopt(Arc::new(Inner::new(pool, Slot::Task(task))))
+    /// A pending future that carries `task`, runnable by a worker of `pool`,
+    /// and the queue's reference to it. One allocation holds both the
+    /// future's state and the task.
+    pub(crate) fn with_task<F>(pool: usize, task: F) -> (Self, Arc<dyn Job>)
+    where
+        F: FnOnce() -> Result<T, Error> + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        let inner = Arc::new(Inner::new(pool, task));
+        let job: Arc<dyn Job> = inner.clone();
+        (Future::adopt(inner), job)
     }
 
     /// Wraps a reference already counted in `handles`.
@@ -81,7 +93,7 @@ impl<T> Future<T> {
 
     /// The current state (SPEC F1). Never blocks.
     pub fn state(&self) -> State {
-        State::from_phase(self.inner.phase())
+        self.inner.phase().state()
     }
 
     /// Tries to cancel the call (SPEC F2).
@@ -105,33 +117,22 @@ impl<T> Future<T> {
     }
 
     fn cancel_inner(inner: &Arc<Inner<T>>) -> bool {
-        match inner.try_finish(|p| p == PENDING, CANCELLED) {
-            Transition::Done(entries) => {
-                // SAFETY: our transition moved the state out of PENDING.
-                let task = unsafe { inner.take_task() };
-                Inner::notify(inner, entries);
-                // The task is user code: dropped after the waiters woke,
-                // and a panic in its `Drop` goes no further.
-                drop_user_value(move || drop(task));
-                true
-            }
-            Transition::Refused(phase) => matches!(phase, CANCELLED | CANCELLED_NOTIFIED),
-        }
+        inner.cancel()
     }
 
     /// True if the call was cancelled (SPEC F3). Never blocks.
     pub fn cancelled(&self) -> bool {
-        matches!(self.inner.phase(), CANCELLED | CANCELLED_NOTIFIED)
+        self.inner.phase().is_cancelled()
     }
 
     /// True if the call is running and cannot be cancelled (SPEC F3).
     pub fn running(&self) -> bool {
-        matches!(self.inner.phase(), RUNNING | COMPLETING)
+        self.state() == State::Running
     }
 
     /// True if the call finished or was cancelled (SPEC F3). Never blocks.
     pub fn done(&self) -> bool {
-        is_done(self.inner.phase())
+        self.inner.phase().is_done()
     }
 
     /// Waits until done or `deadline`.
@@ -180,7 +181,7 @@ impl<T> Future<T> {
     /// the task here if nobody has started it. True if it ran it.
     pub(crate) fn run_inline_if_own_pool(&self) -> bool {
         let inner = &self.inner;
-        if inner.phase() != PENDING
+        if inner.phase() != Phase::Pending
             || inner.origin == 0
             || inner.origin != task_context::worker_pool()
         {
@@ -200,10 +201,14 @@ impl<T> Future<T> {
     }
 
     fn outcome(&self) -> Result<&T, Error> {
-        if self.inner.phase() == FINISHED {
-            // SAFETY: FINISHED was seen with Acquire, and `self` is a
+        if self.inner.phase() == Phase::Finished {
+            // SAFETY: Finished was seen with Acquire, and `self` is a
             // handle, so no `take_outcome` runs while `&self` lives.
-            unsafe { self.inner.outcome() }
+            match unsafe { self.inner.outcome() } {
+                Outcome::Value(v) => Ok(v),
+                Outcome::Failed(e) => Err((**e).clone()),
+                Outcome::Taken => Err(Error::Cancelled),
+            }
         } else {
             Err(Error::Cancelled)
         }
@@ -350,7 +355,7 @@ impl<T> Future<T> {
 
     /// True when the future finished with a failure (not a cancel).
     pub(crate) fn failed(&self) -> bool {
-        self.inner.phase() == FINISHED && self.outcome().is_err()
+        self.inner.phase() == Phase::Finished && self.outcome().is_err()
     }
 
     /// Waits for the call and returns its value by value: moved out when
@@ -412,7 +417,7 @@ impl<T> Future<T> {
 
     /// Moves the outcome out of a done future if this is the last handle.
     pub(crate) fn take_outcome(self) -> Result<Result<T, Error>, Self> {
-        if self.inner.phase() != FINISHED {
+        if self.inner.phase() != Phase::Finished {
             return Ok(Err(Error::Cancelled));
         }
         // ORDERING: Acquire pairs with the Release decrement in `drop`, so
@@ -420,19 +425,11 @@ impl<T> Future<T> {
         if self.inner.handles.load(Acquire) != 1 {
             return Err(self);
         }
-        // SAFETY: FINISHED is published and no other handle exists, and
-        // none can appear: handles are made only from handles, and
-        // `notify` makes its callback handle before publishing. Queue
-        // references never read the slot.
-        let slot = self
-            .inner
-            .slot
-            .with_mut(|s| std::mem::replace(unsafe { &mut *s }, Slot::Empty));
-        Ok(match slot {
-            Slot::Value(v) => Ok(v),
-            Slot::Failed(e) => Err(e),
-            Slot::Empty | Slot::Task(_) => Err(Error::Cancelled),
-        })
+        // SAFETY: Finished is published and no other handle exists, and
+        // none can appear: handles are made only from handles, and the
+        // done transition counts its callbacks' handle before publishing.
+        // Queue references never read the storage.
+        Ok(unsafe { self.inner.take_outcome() }.into_result())
     }
 
     /// Attaches `callback`, called with the future when it finishes or is
@@ -574,14 +571,7 @@ impl<T> Future<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> Future<T> {
-    /// The queue's reference to this future's task.
-    pub(crate) fn job(&self) -> Arc<dyn Job> {
-        self.inner.clone()
-    }
-}
-
-impl<T> Default for Future<T> {
+impl<T: 'static> Default for Future<T> {
     fn default() -> Self {
         Future::new()
     }
@@ -627,7 +617,6 @@ impl<T> fmt::Debug for Future<T> {
 /// (`cargo +nightly miri test --lib miri_`).
 #[cfg(all(test, not(concurrent_futures_loom)))]
 mod tests {
-    use super::state::HAS_ENTRIES;
     use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::sync::atomic::Ordering::Relaxed;
@@ -668,19 +657,15 @@ mod tests {
         // SPEC F1, F2: a task is either run or dropped unrun, never both.
         let ran = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&ran);
-        let f: Future<u32> = Future::with_task(
-            1,
-            Box::new(move || {
-                counted.fetch_add(1, Relaxed);
-                Ok(3)
-            }),
-        );
-        let g: Future<u32> = Future::with_task(1, Box::new(|| Ok(4)));
+        let (f, job) = Future::<u32>::with_task(1, move || {
+            counted.fetch_add(1, Relaxed);
+            Ok(3)
+        });
+        let (g, g_job) = Future::<u32>::with_task(1, || Ok(4));
         assert!(g.cancel());
-        let job = f.job();
         let runner = std::thread::spawn(move || job.run(&|| {}));
         runner.join().unwrap();
-        g.job().run(&|| {});
+        g_job.run(&|| {});
         assert_eq!(*f.result().unwrap(), 3);
         assert_eq!(ran.load(Relaxed), 1);
         assert!(matches!(g.result(), Err(Error::Cancelled)));
@@ -703,9 +688,9 @@ mod tests {
     #[test]
     fn miri_set_result_replaces_an_unstarted_task() {
         // SPEC F8 on a pool future that never started: the task is dropped.
-        let f: Future<u8> = Future::with_task(1, Box::new(|| Ok(1)));
+        let (f, job) = Future::<u8>::with_task(1, || Ok(1));
         f.set_result(2).unwrap();
-        f.job().run(&|| {});
+        job.run(&|| {});
         assert_eq!(*f.result().unwrap(), 2);
     }
 
@@ -714,9 +699,39 @@ mod tests {
         let f: Future<()> = Future::new();
         let waiter = Arc::new(SetWaiter::new());
         assert!(f.register_set(&waiter, 0));
-        assert_ne!(f.inner.state.load(Acquire) & HAS_ENTRIES, 0);
+        assert!(f.inner.has_entries());
         f.set_result(()).unwrap();
-        assert_eq!(f.inner.state.load(Acquire), FINISHED);
+        assert_eq!(f.inner.phase(), Phase::Finished);
+        assert!(!f.inner.has_entries());
         assert!(!f.register_set(&waiter, 0));
+    }
+}
+
+/// A pool task's future and its queue reference, for the model-checked
+/// tests of the task transitions (`tests/loom.rs`); loom builds only.
+#[cfg(concurrent_futures_loom)]
+#[doc(hidden)]
+pub mod loom_hooks {
+    use super::{Future, Job};
+    use std::sync::Arc;
+
+    /// What a pool's queue holds for one task.
+    pub struct QueuedTask(Arc<dyn Job>);
+
+    impl QueuedTask {
+        /// As a worker does: runs the task unless it was claimed.
+        pub fn run(self) {
+            self.0.run(&|| {});
+        }
+    }
+
+    /// A future carrying `task`, as a pool makes one, and its queue entry.
+    pub fn task_future<T, F>(task: F) -> (Future<T>, QueuedTask)
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (future, job) = Future::with_task(1, move || Ok(task()));
+        (future, QueuedTask(job))
     }
 }

@@ -1,37 +1,46 @@
 //! The state machine behind [`Future<T>`](super::Future) (SPEC F1).
 //!
-//! # States
+//! # Phases
 //!
-//! One atomic byte holds the phase and a flag, `HAS_ENTRIES`, that says
-//! the entry list (waiters and callbacks) is non-empty:
+//! One atomic byte holds the [`Phase`] and a flag, `HAS_ENTRIES`, that
+//! says the entry list (waiters and callbacks) is non-empty. The phase
+//! moves only through the transitions below; each is a method here, and
+//! the ones that grant access to the future's storage return a token, the
+//! only way to reach that access:
 //!
-//! | from | to | method | who |
-//! |---|---|---|---|
-//! | PENDING | RUNNING | `try_start` | a worker, an inline runner (B7), `set_running_or_notify_cancel` |
-//! | PENDING | CANCELLED | `try_cancel` | `cancel`, shutdown with `cancel_futures` |
-//! | PENDING, RUNNING | COMPLETING | `try_begin_complete` | the runner, `set_result`, `set_exception`, a broken pool |
-//! | COMPLETING | FINISHED | `publish` | whoever won COMPLETING |
-//! | CANCELLED | CANCELLED_NOTIFIED | `set_running_or_notify_cancel` | an executor acknowledging a cancel |
+//! | from | to | method | token: what it grants | who |
+//! |---|---|---|---|---|
+//! | Pending | Starting | `try_start` | [`Starting`]: the task | a worker, an inline runner (B7), `set_running_or_notify_cancel` |
+//! | Starting | Running | `Starting::run` / drop | | the `Starting` holder |
+//! | Pending, Running | Completing | `try_complete` | [`Completing`]: the outcome's write | the runner, `set_result`, `set_exception`, a broken pool |
+//! | Completing | Finished | `Completing::publish` | | the `Completing` holder |
+//! | Pending | Cancelled | `try_cancel` | the task (dropped unrun) | `cancel`, shutdown with `cancel_futures` |
+//! | Cancelled | CancelledNotified | `acknowledge_cancel` | | an executor acknowledging a cancel |
 //!
 //! Every race (cancel vs. start, two `set_result`s, a timeout vs. the
 //! completion) is settled by one compare-and-swap on that byte.
 //!
 //! # Who may touch what
 //!
-//! * `slot` holds the task while PENDING and the outcome once FINISHED.
-//!   Only the thread whose CAS moved the future out of PENDING (to RUNNING,
-//!   COMPLETING or CANCELLED) may take the task; only the thread that won
-//!   COMPLETING may write the outcome. Anyone may read the outcome after an
-//!   Acquire load saw FINISHED; nobody writes it again, except
-//!   `take_outcome`, which requires the last handle.
-//! * `entries` is behind a lock. Registration pushes under the lock after
-//!   setting `HAS_ENTRIES` with a CAS that fails once the future is done.
-//!   The transition to a done phase clears the flag and takes the list
-//!   under the same lock (still by CAS: moves that notify nobody, like
-//!   PENDING -> RUNNING, never take the lock and may land meanwhile), so
-//!   an entry is either notified or never pushed. With the flag clear,
-//!   transitions skip the lock entirely: a future nobody waits on is
-//!   completed with atomics only.
+//! * The storage is one union: the task while Pending, the outcome once
+//!   Finished (one allocation per future, sized for the larger of the
+//!   two). Only a `Starting` token reads the task out, only a `Completing`
+//!   token writes the outcome, only a transition out of Pending drops an
+//!   unrun task. Anyone may read the outcome after an Acquire load saw
+//!   Finished; nobody writes it again, except `take_outcome`, which needs
+//!   the last handle.
+//! * Starting and Completing are *owned* phases: they last a copy of the
+//!   task or a write of the outcome, never user code, and while one lasts
+//!   nobody else changes the state byte (a completer or a registration
+//!   that finds one waits for it to pass). So their owner leaves them with
+//!   a plain store, and the task's bytes are never read while an outcome
+//!   is written over them.
+//! * `entries` is behind `lock`. Registration pushes under the lock after
+//!   setting `HAS_ENTRIES`, which fails once the future is done. The move
+//!   to a done phase clears the flag and takes the list under the same
+//!   lock, so an entry is either notified or never pushed. With the flag
+//!   clear, transitions skip the lock entirely: a future nobody waits on
+//!   is run and completed with two compare-and-swaps and two stores.
 //! * `handles` counts the `Future` values in existence (the executor's own
 //!   reference is not one), so the last handle may move the value out.
 
@@ -39,26 +48,69 @@ use std::hash::Hash;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use crate::error::{Error, InvalidStateError, TaskError};
 
 use super::Future;
-use crate::sync::{AtomicU8, AtomicU32, Mutex, UnsafeCell};
+use crate::sync::{AtomicU8, AtomicU32, RawLock, UnsafeCell, yield_now};
 use crate::task_context::{self, TaskContext};
 use crate::waiter::{AsyncWaiter, SetWaiter, ThreadWaiter};
 
-pub(super) const PENDING: u8 = 0;
-pub(super) const RUNNING: u8 = 1;
-pub(super) const COMPLETING: u8 = 2;
-pub(super) const FINISHED: u8 = 3;
-pub(super) const CANCELLED: u8 = 4;
-pub(super) const CANCELLED_NOTIFIED: u8 = 5;
-pub(super) const PHASE: u8 = 0b0111;
-pub(super) const HAS_ENTRIES: u8 = 0b1000;
+/// Where a future is in its life. `Starting` and `Completing` are owned
+/// by one thread for the length of a copy (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(super) enum Phase {
+    Pending = 0,
+    Starting = 1,
+    Running = 2,
+    Completing = 3,
+    Finished = 4,
+    Cancelled = 5,
+    CancelledNotified = 6,
+}
 
-pub(super) fn is_done(phase: u8) -> bool {
-    matches!(phase, FINISHED | CANCELLED | CANCELLED_NOTIFIED)
+const PHASE_BITS: u8 = 0b0111;
+const HAS_ENTRIES: u8 = 0b1000;
+
+impl Phase {
+    fn of(word: u8) -> Phase {
+        match word & PHASE_BITS {
+            0 => Phase::Pending,
+            1 => Phase::Starting,
+            2 => Phase::Running,
+            3 => Phase::Completing,
+            4 => Phase::Finished,
+            5 => Phase::Cancelled,
+            // Only this module writes the byte, and 7 is never written.
+            _ => Phase::CancelledNotified,
+        }
+    }
+
+    pub(super) fn is_done(self) -> bool {
+        matches!(
+            self,
+            Phase::Finished | Phase::Cancelled | Phase::CancelledNotified
+        )
+    }
+
+    pub(super) fn is_cancelled(self) -> bool {
+        matches!(self, Phase::Cancelled | Phase::CancelledNotified)
+    }
+
+    fn is_owned(self) -> bool {
+        matches!(self, Phase::Starting | Phase::Completing)
+    }
+
+    pub(super) fn state(self) -> State {
+        match self {
+            Phase::Pending => State::Pending,
+            Phase::Starting | Phase::Running | Phase::Completing => State::Running,
+            Phase::Finished => State::Finished,
+            Phase::Cancelled | Phase::CancelledNotified => State::Cancelled,
+        }
+    }
 }
 
 /// The state of a future (SPEC F1), as `Future::state` reports it.
@@ -74,25 +126,161 @@ pub enum State {
     Cancelled,
 }
 
-impl State {
-    pub(super) fn from_phase(phase: u8) -> State {
-        match phase {
-            PENDING => State::Pending,
-            RUNNING | COMPLETING => State::Running,
-            FINISHED => State::Finished,
-            _ => State::Cancelled,
+/// Waits for an owned phase to pass: it lasts a copy, so this spins a
+/// little and then yields, in case its owner was preempted.
+fn wait_for_owner(spins: &mut u32) {
+    // Under loom only a yield tells the model checker to run the owner.
+    if *spins < 16 && cfg!(not(concurrent_futures_loom)) {
+        *spins += 1;
+        std::hint::spin_loop();
+    } else {
+        yield_now();
+    }
+}
+
+/// What a finished future holds.
+pub(super) enum Outcome<T> {
+    Value(T),
+    /// Boxed: failures are rare, and a small outcome keeps the union small.
+    Failed(Box<Error>),
+    /// Moved out by the last handle.
+    Taken,
+}
+
+impl<T> Outcome<T> {
+    fn from_result(result: Result<T, Error>) -> Self {
+        match result {
+            Ok(v) => Outcome::Value(v),
+            Err(e) => Outcome::Failed(Box::new(e)),
+        }
+    }
+
+    pub(super) fn into_result(self) -> Result<T, Error> {
+        match self {
+            Outcome::Value(v) => Ok(v),
+            Outcome::Failed(e) => Err(*e),
+            Outcome::Taken => Err(Error::Cancelled),
         }
     }
 }
 
-/// The work a pool future carries until someone starts it.
-pub(crate) type Task<T> = Box<dyn FnOnce() -> Result<T, Error> + Send>;
+/// The task, then the outcome, in one place.
+union Slot<T, F> {
+    task: ManuallyDrop<F>,
+    outcome: ManuallyDrop<Outcome<T>>,
+}
 
-pub(super) enum Slot<T> {
-    Empty,
-    Task(Task<T>),
-    Value(T),
-    Failed(Error),
+/// A future's storage for a task of type `F`.
+pub(crate) struct TaskCell<T, F> {
+    slot: UnsafeCell<Slot<T, F>>,
+}
+
+impl<T, F: FnOnce() -> Result<T, Error> + Send> TaskCell<T, F> {
+    pub(super) fn new(task: F) -> Self {
+        TaskCell {
+            slot: UnsafeCell::new(Slot {
+                task: ManuallyDrop::new(task),
+            }),
+        }
+    }
+}
+
+/// The storage with the task's type erased. Each method states which
+/// token its caller must hold; `Inner` calls them only from the token.
+pub(crate) trait Storage<T> {
+    /// Moves the task out, calls `started`, then runs the task (a panic
+    /// becomes its failure).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds `Starting`.
+    unsafe fn run_task(&self, started: &mut dyn FnMut()) -> Result<T, Error>;
+
+    /// Drops the task unrun.
+    ///
+    /// # Safety
+    ///
+    /// The caller's transition moved the future out of Pending and nobody
+    /// read the task out yet.
+    unsafe fn drop_task(&self);
+
+    /// Moves the task out, writes `outcome` in its place, calls
+    /// `published`, then drops the task: it is user code, so it runs after
+    /// the waiters were woken.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds `Completing` taken from Pending.
+    unsafe fn replace_task(&self, outcome: Outcome<T>, published: &mut dyn FnMut());
+
+    /// # Safety
+    ///
+    /// The caller holds `Completing` taken from Running (the task is gone).
+    unsafe fn write_outcome(&self, outcome: Outcome<T>);
+
+    /// # Safety
+    ///
+    /// An Acquire load saw Finished, and no `take_outcome` can run while
+    /// the reference lives.
+    unsafe fn outcome(&self) -> &Outcome<T>;
+
+    /// Moves the outcome out, leaving `Taken`.
+    ///
+    /// # Safety
+    ///
+    /// Finished was seen, and the caller is the last handle.
+    unsafe fn take_outcome(&self) -> Outcome<T>;
+}
+
+impl<T, F: FnOnce() -> Result<T, Error> + Send> Storage<T> for TaskCell<T, F> {
+    unsafe fn run_task(&self, started: &mut dyn FnMut()) -> Result<T, Error> {
+        // SAFETY: `Starting` grants the task, which is still there.
+        let task = self
+            .slot
+            .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).task) });
+        started();
+        catch_unwind(AssertUnwindSafe(task))
+            .unwrap_or_else(|payload| Err(Error::Failed(TaskError::from_panic(payload))))
+    }
+
+    unsafe fn drop_task(&self) {
+        // SAFETY: forwarded to the caller.
+        let task = self
+            .slot
+            .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).task) });
+        contain_panic(move || drop(task));
+    }
+
+    unsafe fn replace_task(&self, outcome: Outcome<T>, published: &mut dyn FnMut()) {
+        // SAFETY: `Completing` from Pending grants the task and the
+        // outcome's write; the task is moved out before its bytes are
+        // written over.
+        let task = self.slot.with_mut(|slot| unsafe {
+            let task = ManuallyDrop::take(&mut (*slot).task);
+            (*slot).outcome = ManuallyDrop::new(outcome);
+            task
+        });
+        published();
+        contain_panic(move || drop(task));
+    }
+
+    unsafe fn write_outcome(&self, outcome: Outcome<T>) {
+        // SAFETY: forwarded to the caller; the union holds nothing live.
+        self.slot
+            .with_mut(|slot| unsafe { (*slot).outcome = ManuallyDrop::new(outcome) });
+    }
+
+    unsafe fn outcome(&self) -> &Outcome<T> {
+        // SAFETY: forwarded to the caller; Finished means the outcome is
+        // the live member.
+        self.slot.with(|slot| unsafe { &*(*slot).outcome })
+    }
+
+    unsafe fn take_outcome(&self) -> Outcome<T> {
+        // SAFETY: forwarded to the caller.
+        self.slot
+            .with_mut(|slot| unsafe { std::mem::replace(&mut *(*slot).outcome, Outcome::Taken) })
+    }
 }
 
 pub(super) type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send>;
@@ -115,24 +303,72 @@ impl<T> Entry<T> {
     }
 }
 
-pub(crate) struct Inner<T> {
-    pub(super) state: AtomicU8,
-    /// 32 bits, so it shares a word with `state` and a pending future fits
-    /// the allocator's next smaller size class.
+/// The entry list, boxed: one pointer in a future nobody waits on.
+type Entries<T> = Option<Box<Vec<Entry<T>>>>;
+
+/// A future's shared state, with its storage `S` last so that a pool's
+/// future is one allocation: `Inner<T, TaskCell<T, F>>`, seen by handles
+/// as `Inner<T>` (the task's type erased).
+pub(crate) struct Inner<T, S: ?Sized + Storage<T> = dyn Storage<T>> {
+    state: AtomicU8,
+    lock: RawLock,
+    /// 32 bits, so it shares a word with `state` and `lock`.
     pub(super) handles: AtomicU32,
     /// Identity of the pool that may run this task inline (0: none).
     pub(super) origin: usize,
-    entries: Mutex<Vec<Entry<T>>>,
-    pub(super) slot: UnsafeCell<Slot<T>>,
+    entries: UnsafeCell<Entries<T>>,
+    storage: S,
 }
 
-// SAFETY: the slot is only mutated by the thread that won the transition
-// that grants it (see the module docs), and the task inside is `Send`.
-// Shared readers get `&T` after the outcome is published, hence `T: Sync`;
-// the last handle moves `T` out on any thread, hence `T: Send`.
-unsafe impl<T: Send + Sync> Sync for Inner<T> {}
+// SAFETY: the storage is reached only through the tokens that grant it
+// (module docs), the entries only under `lock`. The task inside is `Send`
+// (`TaskCell` is built only from `Send` tasks); shared readers get `&T`
+// after the outcome is published, hence `T: Sync`; the last handle moves
+// `T` out on any thread, hence `T: Send`.
+unsafe impl<T: Send + Sync, S: ?Sized + Storage<T>> Sync for Inner<T, S> {}
 // SAFETY: as above; sending the state sends the task (`Send`) and `T`.
-unsafe impl<T: Send> Send for Inner<T> {}
+unsafe impl<T: Send, S: ?Sized + Storage<T>> Send for Inner<T, S> {}
+
+impl<T, S: ?Sized + Storage<T>> Drop for Inner<T, S> {
+    fn drop(&mut self) {
+        self.model_arc_acquire();
+        // The phase says which member of the union is live.
+        match Phase::of(self.state.load(Acquire)) {
+            // SAFETY: nobody left Pending, so the task was never taken;
+            // `&mut self` is the only access left.
+            Phase::Pending => unsafe { self.storage.drop_task() },
+            Phase::Finished => {
+                // SAFETY: Finished was seen and nobody else is left.
+                let outcome = unsafe { self.storage.take_outcome() };
+                contain_panic(move || drop(outcome));
+            }
+            // Cancelled and started futures gave their task up already;
+            // Completing cannot outlive its owner's reference.
+            _ => {}
+        }
+    }
+}
+
+impl<T, S: ?Sized + Storage<T>> Inner<T, S> {
+    /// See [`Inner::model_arc_release`].
+    fn model_arc_acquire(&self) {
+        #[cfg(concurrent_futures_loom)]
+        self.handles.fetch_add(0, Acquire);
+    }
+}
+
+impl<T, F: FnOnce() -> Result<T, Error> + Send> Inner<T, TaskCell<T, F>> {
+    pub(super) fn new(origin: usize, task: F) -> Self {
+        Inner {
+            state: AtomicU8::new(Phase::Pending as u8),
+            lock: RawLock::new(),
+            handles: AtomicU32::new(1),
+            origin,
+            entries: UnsafeCell::new(None),
+            storage: TaskCell::new(task),
+        }
+    }
+}
 
 /// A reference to a pool task as its queue holds it: type-erased, and not
 /// counted as a handle.
@@ -148,26 +384,124 @@ pub(crate) trait Job: Send + Sync {
     fn fail(self: Arc<Self>, error: Error);
 }
 
-/// What a transition found instead of the phase it needed.
+impl<T, F> Job for Inner<T, TaskCell<T, F>>
+where
+    T: Send + Sync + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    fn run(self: Arc<Self>, about_to_finish: &dyn Fn()) {
+        let this: Arc<Inner<T>> = self;
+        this.run_task(about_to_finish);
+    }
+
+    fn cancel(self: Arc<Self>) -> bool {
+        let this: Arc<Inner<T>> = self;
+        let cancelled = this.cancel();
+        this.model_arc_release();
+        cancelled
+    }
+
+    fn fail(self: Arc<Self>, error: Error) {
+        let this: Arc<Inner<T>> = self;
+        if let Ok(completing) = this.try_complete(|p| p == Phase::Pending) {
+            completing.publish(Err(error));
+        }
+        this.model_arc_release();
+    }
+}
+
+/// The right to the task: held by the thread whose compare-and-swap moved
+/// the future from Pending to Starting. Consumed by [`run`](Self::run);
+/// dropped, it drops the task unrun. Either way the future is Running
+/// afterwards.
 #[must_use]
-pub(super) enum Transition<T> {
-    Done(Vec<Entry<T>>),
-    Refused(u8),
+pub(super) struct Starting<'a, T> {
+    inner: &'a Inner<T>,
+    /// `HAS_ENTRIES` as the transition found it; stable while Starting.
+    entries: u8,
+}
+
+impl<T> Starting<'_, T> {
+    /// Runs the task: the future is Running from the moment the task is
+    /// out of the storage until the runner completes it.
+    pub(super) fn run(self) -> Result<T, Error> {
+        let this = ManuallyDrop::new(self);
+        let (inner, entries) = (this.inner, this.entries);
+        // SAFETY: this token is the `Starting` the method requires.
+        unsafe {
+            inner
+                .storage
+                .run_task(&mut || inner.leave_owned(Phase::Running, entries))
+        }
+    }
+}
+
+impl<T> Drop for Starting<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: the token grants the task, which nobody read out.
+        unsafe { self.inner.storage.drop_task() };
+        self.inner.leave_owned(Phase::Running, self.entries);
+    }
+}
+
+/// The right to write the outcome: held by the thread whose
+/// compare-and-swap moved the future to Completing. Consumed by
+/// [`publish`](Self::publish); dropped unpublished (an unwinding caller),
+/// it publishes a failure, so no waiter is left behind.
+#[must_use]
+pub(super) struct Completing<'a, T> {
+    inner: &'a Arc<Inner<T>>,
+    /// Taken from Pending: the task is still in the storage.
+    had_task: bool,
+    entries: u8,
+}
+
+impl<T> Completing<'_, T> {
+    /// Writes the outcome and publishes it: Completing -> Finished, then
+    /// wakes the waiters and runs the callbacks.
+    pub(super) fn publish(self, outcome: Result<T, Error>) {
+        let this = ManuallyDrop::new(self);
+        this.write_and_finish(Outcome::from_result(outcome));
+    }
+
+    fn write_and_finish(&self, outcome: Outcome<T>) {
+        let inner = self.inner;
+        let entries = self.entries;
+        let mut finish = || {
+            let taken = inner.finish_owned(entries);
+            Inner::notify(inner, taken);
+        };
+        if self.had_task {
+            // SAFETY: this token, taken from Pending, is what it requires.
+            unsafe { inner.storage.replace_task(outcome, &mut finish) };
+        } else {
+            // SAFETY: this token, taken from Running, is what it requires.
+            unsafe { inner.storage.write_outcome(outcome) };
+            finish();
+        }
+    }
+}
+
+impl<T> Drop for Completing<'_, T> {
+    fn drop(&mut self) {
+        self.write_and_finish(Outcome::Failed(Box::new(Error::Failed(TaskError::new(
+            "the future's completion was abandoned",
+        )))));
+    }
 }
 
 impl<T> Inner<T> {
-    pub(super) fn new(origin: usize, slot: Slot<T>) -> Self {
-        Inner {
-            state: AtomicU8::new(PENDING),
-            handles: AtomicU32::new(1),
-            origin,
-            entries: Mutex::new(Vec::new()),
-            slot: UnsafeCell::new(slot),
-        }
+    fn word(&self) -> u8 {
+        self.state.load(Acquire)
     }
 
-    pub(super) fn phase(&self) -> u8 {
-        self.state.load(Acquire) & PHASE
+    pub(super) fn phase(&self) -> Phase {
+        Phase::of(self.word())
+    }
+
+    #[cfg(test)]
+    pub(super) fn has_entries(&self) -> bool {
+        self.word() & HAS_ENTRIES != 0
     }
 
     /// Counts one more handle. Like `Arc`, aborts rather than wrap: four
@@ -179,160 +513,263 @@ impl<T> Inner<T> {
         }
     }
 
-    pub(super) fn identity(&self) -> usize {
-        self as *const Self as usize
+    /// `Arc`'s own count orders every access to the state before its
+    /// drop, but loom cannot see inside `std::sync::Arc`. Under loom, a
+    /// reference that is not a handle releases through `handles` as it
+    /// goes (handles do on their own), and the drop acquires from all of
+    /// them; a read-modify-write reads the latest value, so it
+    /// synchronizes with every release before it. No-ops otherwise.
+    pub(super) fn model_arc_release(&self) {
+        #[cfg(concurrent_futures_loom)]
+        self.handles.fetch_add(0, Release);
     }
 
-    /// Moves from a phase `allowed` accepts to `to`, keeping `HAS_ENTRIES`.
-    /// For transitions that notify nobody.
-    pub(super) fn try_move(&self, allowed: impl Fn(u8) -> bool, to: u8) -> Result<(), u8> {
-        let mut s = self.state.load(Acquire);
-        loop {
-            if !allowed(s & PHASE) {
-                return Err(s & PHASE);
+    pub(super) fn identity(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+
+    /// Runs `f` on the entry list, under the lock.
+    fn with_entries<R>(&self, f: impl FnOnce(&mut Entries<T>) -> R) -> R {
+        struct Unlock<'a>(&'a RawLock);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                // SAFETY: locked just below, on this thread.
+                unsafe { self.0.unlock() };
             }
-            // ORDERING: AcqRel: the winner takes ownership of the slot from
-            // whoever moved the state before (Acquire) and hands its own
-            // writes on (Release).
+        }
+        self.lock.lock();
+        let _unlock = Unlock(&self.lock);
+        // SAFETY: the lock is held for as long as `f` has the list.
+        self.entries.with_mut(|entries| f(unsafe { &mut *entries }))
+    }
+
+    /// Takes the list at a done transition made under the lock, counting
+    /// the callbacks' handle first: it must exist before the done phase is
+    /// visible, so a woken last handle does not move the value out from
+    /// under them (`take_outcome`).
+    fn take_entries(&self, entries: &mut Entries<T>) -> Vec<Entry<T>> {
+        let taken = entries.take().map_or_else(Vec::new, |list| *list);
+        if taken.iter().any(|e| matches!(e, Entry::Callback(_))) {
+            self.add_handle();
+        }
+        taken
+    }
+
+    /// Pending -> Starting: the right to the task.
+    pub(super) fn try_start(&self) -> Result<Starting<'_, T>, Phase> {
+        let mut word = self.word();
+        loop {
+            if Phase::of(word) != Phase::Pending {
+                return Err(Phase::of(word));
+            }
+            let entries = word & HAS_ENTRIES;
+            // ORDERING: AcqRel: the winner takes the task from whoever
+            // stored it (Acquire) and hands its move on (Release).
+            match self.state.compare_exchange_weak(
+                word,
+                Phase::Starting as u8 | entries,
+                AcqRel,
+                Acquire,
+            ) {
+                Ok(_) => {
+                    return Ok(Starting {
+                        inner: self,
+                        entries,
+                    });
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// A phase `allowed` accepts (Pending and/or Running) -> Completing:
+    /// the right to write the outcome. Waits out a Starting.
+    pub(super) fn try_complete(
+        self: &Arc<Self>,
+        allowed: impl Fn(Phase) -> bool,
+    ) -> Result<Completing<'_, T>, Phase> {
+        let mut word = self.word();
+        let mut spins = 0;
+        loop {
+            let phase = Phase::of(word);
+            if phase == Phase::Starting && allowed(Phase::Running) {
+                wait_for_owner(&mut spins);
+                word = self.word();
+                continue;
+            }
+            if !allowed(phase) {
+                return Err(phase);
+            }
+            let entries = word & HAS_ENTRIES;
+            match self.state.compare_exchange_weak(
+                word,
+                Phase::Completing as u8 | entries,
+                AcqRel,
+                Acquire,
+            ) {
+                Ok(_) => {
+                    return Ok(Completing {
+                        inner: self,
+                        had_task: phase == Phase::Pending,
+                        entries,
+                    });
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Leaves an owned phase: nobody else changed the byte meanwhile.
+    fn leave_owned(&self, to: Phase, entries: u8) {
+        // ORDERING: Release publishes what the owner did.
+        self.state.store(to as u8 | entries, Release);
+    }
+
+    /// Completing -> Finished, taking the entries if there are any.
+    fn finish_owned(&self, entries: u8) -> Vec<Entry<T>> {
+        if entries == 0 {
+            self.leave_owned(Phase::Finished, 0);
+            return Vec::new();
+        }
+        self.with_entries(|list| {
+            let taken = self.take_entries(list);
+            self.leave_owned(Phase::Finished, 0);
+            taken
+        })
+    }
+
+    /// Pending -> Cancelled, taking the entries. The task stays in the
+    /// storage for the caller to drop once the waiters are woken.
+    fn try_cancel(&self) -> Result<Vec<Entry<T>>, Phase> {
+        let mut word = self.word();
+        loop {
+            if Phase::of(word) != Phase::Pending {
+                return Err(Phase::of(word));
+            }
+            if word & HAS_ENTRIES != 0 {
+                return self.try_cancel_locked();
+            }
             match self
                 .state
-                .compare_exchange_weak(s, to | (s & HAS_ENTRIES), AcqRel, Acquire)
+                .compare_exchange_weak(word, Phase::Cancelled as u8, AcqRel, Acquire)
             {
-                Ok(_) => return Ok(()),
-                Err(actual) => s = actual,
+                Ok(_) => return Ok(Vec::new()),
+                Err(actual) => word = actual,
             }
         }
     }
 
-    /// Moves to a done phase and takes the entries to notify.
-    pub(super) fn try_finish(&self, allowed: impl Fn(u8) -> bool, to: u8) -> Transition<T> {
-        let mut s = self.state.load(Acquire);
-        loop {
-            if !allowed(s & PHASE) {
-                return Transition::Refused(s & PHASE);
-            }
-            if s & HAS_ENTRIES != 0 {
-                return self.try_finish_locked(allowed, to);
-            }
-            match self.state.compare_exchange_weak(s, to, AcqRel, Acquire) {
-                Ok(_) => return Transition::Done(Vec::new()),
-                Err(actual) => s = actual,
-            }
-        }
-    }
-
-    /// `try_finish` when entries exist: the flag and the list change only
-    /// under the lock, but lock-free moves (start, begin-complete) may
-    /// still change the phase, so the final move is a CAS here too.
-    pub(super) fn try_finish_locked(&self, allowed: impl Fn(u8) -> bool, to: u8) -> Transition<T> {
-        let mut entries = self.entries.lock();
-        // The callbacks' handle must exist before the done state is
-        // visible, so a woken last handle does not move the value out from
-        // under them (`take_outcome`).
-        let callback_handle = entries.iter().any(|e| matches!(e, Entry::Callback(_)));
-        let mut s = self.state.load(Acquire);
-        loop {
-            if !allowed(s & PHASE) {
-                return Transition::Refused(s & PHASE);
-            }
-            if callback_handle {
-                self.add_handle();
-            }
-            match self.state.compare_exchange_weak(s, to, AcqRel, Acquire) {
-                Ok(_) => return Transition::Done(std::mem::take(&mut *entries)),
-                Err(actual) => {
-                    if callback_handle {
-                        self.handles.fetch_sub(1, Relaxed);
+    /// `try_cancel` when entries exist: the list changes only under the
+    /// lock, but lock-free moves (start, complete) may still change the
+    /// phase, so the move is a compare-and-swap here too.
+    fn try_cancel_locked(&self) -> Result<Vec<Entry<T>>, Phase> {
+        self.with_entries(|list| {
+            let mut word = self.word();
+            loop {
+                if Phase::of(word) != Phase::Pending {
+                    return Err(Phase::of(word));
+                }
+                match self.state.compare_exchange_weak(
+                    word,
+                    Phase::Cancelled as u8,
+                    AcqRel,
+                    Acquire,
+                ) {
+                    Ok(_) => {
+                        // The list was taken after the move, so a
+                        // callback handle may briefly lag the phase; a
+                        // cancelled future has no value to take.
+                        return Ok(self.take_entries(list));
                     }
-                    s = actual;
+                    Err(actual) => word = actual,
                 }
             }
-        }
+        })
+    }
+
+    /// Cancelled -> CancelledNotified: an executor saw the cancel.
+    fn acknowledge_cancel(&self) -> bool {
+        self.state
+            .compare_exchange(
+                Phase::Cancelled as u8,
+                Phase::CancelledNotified as u8,
+                AcqRel,
+                Acquire,
+            )
+            .is_ok()
     }
 
     /// Adds an entry unless the future is already done, in which case the
     /// entry comes back.
     pub(super) fn register(&self, entry: Entry<T>) -> Result<(), Entry<T>> {
-        let mut entries = self.entries.lock();
-        let mut s = self.state.load(Acquire);
-        while s & HAS_ENTRIES == 0 {
-            if is_done(s & PHASE) {
-                return Err(entry);
-            }
-            match self
-                .state
-                .compare_exchange_weak(s, s | HAS_ENTRIES, AcqRel, Acquire)
-            {
-                Ok(_) => break,
-                Err(actual) => s = actual,
-            }
-        }
-        if entries.len() == entries.capacity() {
-            // Drop waiters that gave up before the list grows, so a future
-            // polled with timeouts forever stays small.
-            entries.retain(|e| !e.is_closed());
-        }
-        entries.push(entry);
-        Ok(())
-    }
-
-    /// Takes the task out of a future this thread just moved out of PENDING.
-    ///
-    /// # Safety
-    ///
-    /// The caller's CAS moved the state out of PENDING.
-    pub(super) unsafe fn take_task(&self) -> Option<Task<T>> {
-        // SAFETY: leaving PENDING grants exclusive access to the slot until
-        // the next transition (module docs, "Who may touch what").
-        self.slot.with_mut(
-            |slot| match std::mem::replace(unsafe { &mut *slot }, Slot::Empty) {
-                Slot::Task(task) => Some(task),
-                other => {
-                    // SAFETY: as above.
-                    unsafe { *slot = other };
-                    None
+        let mut spins = 0;
+        let mut entry = Some(entry);
+        loop {
+            let pushed = self.with_entries(|list| {
+                let mut word = self.word();
+                while word & HAS_ENTRIES == 0 {
+                    let phase = Phase::of(word);
+                    if phase.is_done() {
+                        return Some(false);
+                    }
+                    if phase.is_owned() {
+                        // Its owner leaves it with a store that would
+                        // clear the flag: wait for that first.
+                        return None;
+                    }
+                    match self.state.compare_exchange_weak(
+                        word,
+                        word | HAS_ENTRIES,
+                        AcqRel,
+                        Acquire,
+                    ) {
+                        Ok(_) => break,
+                        Err(actual) => word = actual,
+                    }
                 }
-            },
-        )
+                let list = list.get_or_insert_with(Default::default);
+                if list.len() == list.capacity() {
+                    // Drop waiters that gave up before the list grows, so a
+                    // future polled with timeouts forever stays small.
+                    list.retain(|e| !e.is_closed());
+                }
+                list.extend(entry.take());
+                Some(true)
+            });
+            match pushed {
+                Some(true) => return Ok(()),
+                Some(false) => return Err(entry.take().expect("not pushed")),
+                None => wait_for_owner(&mut spins),
+            }
+        }
     }
 
     /// The published outcome.
     ///
     /// # Safety
     ///
-    /// An Acquire load saw FINISHED, and no `take_outcome` can run while
+    /// An Acquire load saw Finished, and no `take_outcome` can run while
     /// the returned reference lives.
-    pub(super) unsafe fn outcome(&self) -> Result<&T, Error> {
-        // SAFETY: the outcome is immutable once FINISHED was published; the
-        // caller keeps `take_outcome` out by holding a handle.
-        self.slot.with(|slot| match unsafe { &*slot } {
-            Slot::Value(v) => Ok(v),
-            Slot::Failed(e) => Err(e.clone()),
-            Slot::Empty | Slot::Task(_) => Err(Error::Cancelled),
-        })
+    pub(super) unsafe fn outcome(&self) -> &Outcome<T> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.storage.outcome() }
     }
 
-    /// Writes the outcome and publishes it: COMPLETING -> FINISHED.
-    pub(super) fn publish(self: &Arc<Self>, outcome: Result<T, Error>) {
-        let slot = match outcome {
-            Ok(v) => Slot::Value(v),
-            Err(e) => Slot::Failed(e),
-        };
-        // SAFETY: the caller won COMPLETING, which grants the slot.
-        let replaced = self
-            .slot
-            .with_mut(|s| std::mem::replace(unsafe { &mut *s }, slot));
-        // Only the COMPLETING winner gets here, so this cannot be refused.
-        if let Transition::Done(entries) = self.try_finish(|p| p == COMPLETING, FINISHED) {
-            Inner::notify(self, entries);
-        }
-        // A task replaced by `set_result` before it started is user code:
-        // it is dropped after the waiters were woken, outside every lock.
-        contain_panic(move || drop(replaced));
+    /// Moves the outcome out.
+    ///
+    /// # Safety
+    ///
+    /// Finished was seen, and the caller is the last handle.
+    pub(super) unsafe fn take_outcome(&self) -> Outcome<T> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.storage.take_outcome() }
     }
 
     /// Wakes waiters, then runs callbacks in the order they were added.
     pub(super) fn notify(this: &Arc<Self>, entries: Vec<Entry<T>>) {
+        if entries.is_empty() {
+            return;
+        }
         let mut callbacks = Vec::new();
         for entry in entries {
             match entry {
@@ -351,7 +788,7 @@ impl<T> Inner<T> {
             }
         }
         if !callbacks.is_empty() {
-            // `try_finish` already counted this handle.
+            // `take_entries` already counted this handle.
             let handle = Future {
                 inner: Arc::clone(this),
             };
@@ -363,47 +800,39 @@ impl<T> Inner<T> {
 
     /// Runs the task if this thread can claim it.
     pub(super) fn run_task(self: Arc<Self>, about_to_finish: &dyn Fn()) {
-        if self.try_move(|p| p == PENDING, RUNNING).is_err() {
-            return;
-        }
-        // SAFETY: our CAS just moved the state out of PENDING.
-        let Some(task) = (unsafe { self.take_task() }) else {
+        let Ok(starting) = self.try_start() else {
+            self.model_arc_release();
             return;
         };
         let context = TaskContext {
             pool: self.origin,
             task: self.identity(),
         };
-        let outcome = task_context::run_as(context, || {
-            catch_unwind(AssertUnwindSafe(task))
-                .unwrap_or_else(|payload| Err(Error::Failed(TaskError::from_panic(payload))))
-        });
+        let outcome = task_context::run_as(context, || starting.run());
         about_to_finish();
-        if self.try_move(|p| p == RUNNING, COMPLETING).is_ok() {
-            self.publish(outcome);
-        } else {
+        match self.try_complete(|p| p == Phase::Running) {
+            Ok(completing) => completing.publish(outcome),
             // `set_result` on the running future won; as in CPython the
             // executor's outcome is dropped (its `Drop` is user code).
-            contain_panic(move || drop(outcome));
+            Err(_) => contain_panic(move || drop(outcome)),
         }
         // The queue's reference may be the last one (nobody kept the
         // future): dropping it drops the value, whose `Drop` is user code.
+        self.model_arc_release();
         contain_panic(move || drop(self));
     }
-}
 
-impl<T: Send + Sync + 'static> Job for Inner<T> {
-    fn run(self: Arc<Self>, about_to_finish: &dyn Fn()) {
-        self.run_task(about_to_finish);
-    }
-
-    fn cancel(self: Arc<Self>) -> bool {
-        Future::cancel_inner(&self)
-    }
-
-    fn fail(self: Arc<Self>, error: Error) {
-        if self.try_move(|p| p == PENDING, COMPLETING).is_ok() {
-            self.publish(Err(error));
+    /// Cancels a pending future: wakes its waiters, then drops its task.
+    pub(super) fn cancel(self: &Arc<Self>) -> bool {
+        match self.try_cancel() {
+            Ok(entries) => {
+                Inner::notify(self, entries);
+                // SAFETY: our transition moved the future out of Pending,
+                // and the task is user code: dropped after the waiters woke.
+                unsafe { self.storage.drop_task() };
+                true
+            }
+            Err(phase) => phase.is_cancelled(),
         }
     }
 }
@@ -431,20 +860,20 @@ pub(super) fn run_callback<T>(cb: Callback<T>, future: &Future<T>) {
 
 pub(super) fn set_running_or_notify_cancel<T>(inner: &Inner<T>) -> Result<bool, InvalidStateError> {
     loop {
-        match inner.try_move(|p| p == PENDING, RUNNING) {
-            Ok(()) => return Ok(true),
-            Err(CANCELLED) => {
-                if inner
-                    .try_move(|p| p == CANCELLED, CANCELLED_NOTIFIED)
-                    .is_ok()
-                {
+        match inner.try_start() {
+            // Dropping the token drops the task unrun (an executor driving
+            // the future by hand runs its own work) and leaves it Running.
+            Ok(starting) => {
+                drop(starting);
+                return Ok(true);
+            }
+            Err(Phase::Cancelled) => {
+                if inner.acknowledge_cancel() {
                     return Ok(false);
                 }
                 // Someone else acknowledged it first: report that.
             }
-            Err(phase) => {
-                return Err(InvalidStateError::new(State::from_phase(phase), ()));
-            }
+            Err(phase) => return Err(InvalidStateError::new(phase.state(), ())),
         }
     }
 }
@@ -454,12 +883,12 @@ pub(super) fn complete<T, V>(
     given: V,
     outcome: impl FnOnce(V) -> Result<T, Error>,
 ) -> Result<(), InvalidStateError<V>> {
-    match inner.try_move(|p| p == PENDING || p == RUNNING, COMPLETING) {
-        Ok(()) => {
-            inner.publish(outcome(given));
+    match inner.try_complete(|p| matches!(p, Phase::Pending | Phase::Running)) {
+        Ok(completing) => {
+            completing.publish(outcome(given));
             Ok(())
         }
-        Err(phase) => Err(InvalidStateError::new(State::from_phase(phase), given)),
+        Err(phase) => Err(InvalidStateError::new(phase.state(), given)),
     }
 }
 
@@ -502,7 +931,7 @@ impl<T> Promise<T> {
     }
 
     pub(crate) fn cancel(&self) -> bool {
-        Future::cancel_inner(&self.inner)
+        self.inner.cancel()
     }
 
     pub(crate) fn id(&self) -> usize {
@@ -514,6 +943,7 @@ impl<T> Drop for Promise<T> {
     fn drop(&mut self) {
         // SAFETY: `inner` is taken once, here, and never used again.
         let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        inner.model_arc_release();
         contain_panic(move || drop(inner));
     }
 }

@@ -6,6 +6,7 @@
 //! waiter in O(1); futures drop closed waiters lazily.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -44,11 +45,46 @@ pub struct DoneAndNotDone<T> {
     pub not_done: Vec<Future<T>>,
 }
 
+/// Hashes a future's identity (its address) with one multiplication: the
+/// addresses are distinct and not chosen by an adversary, so SipHash's
+/// strength buys nothing here and costs most of a large `wait`'s setup.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, id: usize) {
+        // Fibonacci hashing; the high bits, which hashbrown uses for its
+        // control bytes, depend on every bit of the address.
+        self.0 = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// The futures once each, in first-seen order, as `wrap` makes each one.
+fn unique_with<'a, T: 'a, U>(
+    fs: impl IntoIterator<Item = &'a Future<T>>,
+    wrap: impl Fn(Future<T>) -> U,
+) -> Vec<U> {
+    let iter = fs.into_iter();
+    let mut seen: HashSet<usize, BuildHasherDefault<IdentityHasher>> =
+        HashSet::with_capacity_and_hasher(iter.size_hint().0, Default::default());
+    iter.filter(|f| seen.insert(f.id()))
+        .map(|f| wrap(f.clone()))
+        .collect()
+}
+
 /// The futures once each, in first-seen order.
 fn unique<'a, T: 'a>(fs: impl IntoIterator<Item = &'a Future<T>>) -> Vec<Future<T>> {
-    let iter = fs.into_iter();
-    let mut seen = HashSet::with_capacity(iter.size_hint().0);
-    iter.filter(|f| seen.insert(f.id())).cloned().collect()
+    unique_with(fs, |f| f)
 }
 
 /// Waits for the futures, which may come from any executors, until
@@ -190,7 +226,7 @@ fn wait_until<'a, T: 'a>(
 /// ```
 pub fn as_completed<'a, T: 'a>(fs: impl IntoIterator<Item = &'a Future<T>>) -> AsCompleted<T> {
     AsCompleted {
-        completions: Completions::new(unique(fs), None),
+        completions: Completions::new(unique_with(fs, Some), None),
     }
 }
 
@@ -216,7 +252,7 @@ pub fn as_completed_timeout<'a, T: 'a>(
     timeout: Duration,
 ) -> AsCompletedTimeout<T> {
     AsCompletedTimeout {
-        completions: Completions::new(unique(fs), Some(deadline_after(timeout))),
+        completions: Completions::new(unique_with(fs, Some), Some(deadline_after(timeout))),
     }
 }
 
@@ -237,7 +273,7 @@ pub fn as_completed_deadline<'a, T: 'a>(
     deadline: Instant,
 ) -> AsCompletedTimeout<T> {
     AsCompletedTimeout {
-        completions: Completions::new(unique(fs), Some(Some(deadline))),
+        completions: Completions::new(unique_with(fs, Some), Some(Some(deadline))),
     }
 }
 
@@ -258,17 +294,17 @@ struct Completions<T> {
 }
 
 impl<T> Completions<T> {
-    fn new(futures: Vec<Future<T>>, deadline: Option<Option<Instant>>) -> Self {
+    fn new(futures: Vec<Option<Future<T>>>, deadline: Option<Option<Instant>>) -> Self {
         let waiter = Arc::new(SetWaiter::new());
         let mut early = Vec::new();
-        for (i, f) in futures.iter().enumerate() {
+        for (i, f) in futures.iter().flatten().enumerate() {
             if f.done() || !f.register_set(&waiter, i) {
                 early.push(i);
             }
         }
         Completions {
             remaining: futures.len(),
-            futures: futures.into_iter().map(Some).collect(),
+            futures,
             early: early.into_iter(),
             waiter,
             deadline,

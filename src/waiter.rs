@@ -79,12 +79,14 @@ impl ThreadWaiter {
     ///
     /// Spins briefly first (a few microseconds, yielding), as crossbeam's
     /// blocking operations do: a result that arrives that soon costs no
-    /// sleep and no wake-up, which are most of a round trip's latency. Then
-    /// parks, and loops on wake-up: `park` may return spuriously or for an
-    /// unpark meant for an earlier wait of the same thread.
+    /// sleep and no wake-up, which are most of a round trip's latency; but
+    /// not in a process confined to one CPU, where the spin would hold the
+    /// CPU the notifier needs. Then parks, and loops on wake-up: `park`
+    /// may return spuriously or for an unpark meant for an earlier wait of
+    /// the same thread.
     pub(crate) fn park_until(&self, deadline: Option<Instant>) -> bool {
         #[cfg(not(concurrent_futures_loom))]
-        {
+        if spinning_can_help() {
             let backoff = crossbeam_utils::Backoff::new();
             while !backoff.is_completed() {
                 if self.notified.load(Acquire) {
@@ -110,6 +112,25 @@ impl ThreadWaiter {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Acquire)
+    }
+}
+
+/// Whether this process may run on more than one CPU. On one, a waiter
+/// that spins only delays the thread it waits for: the notifier needs the
+/// very CPU the spinner holds. Read once: a process pinned later keeps
+/// spinning (harmless, only slower), one unpinned later parks at once.
+#[cfg(not(concurrent_futures_loom))]
+fn spinning_can_help() -> bool {
+    use std::sync::atomic::AtomicU8;
+    // 0: not known yet, 1: one CPU, 2: more.
+    static CPUS: AtomicU8 = AtomicU8::new(0);
+    match CPUS.load(Relaxed) {
+        0 => {
+            let many = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+            CPUS.store(if many { 2 } else { 1 }, Relaxed);
+            many
+        }
+        known => known == 2,
     }
 }
 

@@ -9,7 +9,9 @@ and parses the one JSON object it prints on stdout. MODE is one of
 
 * ``main``: workloads 1-5 (throughput, latency, map, as_completed, wait);
 * ``mem``: memory per pending future (run in a fresh process so the peak
-  resident set is this workload's alone);
+  resident set is this workload's alone); ``mem_capturing`` the same with
+  each task carrying its index (``submit(identity, i)``);
+* ``pinned``: round trips with the process pinned to one CPU (2c);
 * ``idle``: CPU time of an idle pool and of a thread blocked in result();
 * ``proc``: one round of the process-pool workloads P1-P7 with
   ``ProcessPoolExecutor`` and the ``fork`` context, plus start-up (P4) with
@@ -26,6 +28,7 @@ import json
 import math
 import multiprocessing
 import os
+import random
 import signal
 import socket
 import statistics
@@ -151,11 +154,14 @@ def map_buffered(ex, cfg):
     return elapsed / n
 
 
-def as_completed_done(ex, cfg):
-    """Workload 4a: as_completed over N futures that are all done."""
+def as_completed_done(ex, cfg, shuffled=False):
+    """Workload 4a: as_completed over N futures that are all done; 4c
+    (``shuffled``) with the futures in a random order."""
     n = cfg["as_completed_n"]
     fs = [ex.submit(identity, i) for i in range(n)]
     wait(fs, return_when=ALL_COMPLETED)
+    if shuffled:
+        random.Random(0x5EED).shuffle(fs)
     start = now_ns()
     total = sum(f.result() for f in as_completed(fs))
     elapsed = now_ns() - start
@@ -215,6 +221,7 @@ def run_main(cfg):
             samples["busy"] += latency_busy(ex, cfg)
             samples["map"].append(map_buffered(ex, cfg))
             samples["done"].append(as_completed_done(ex, cfg))
+            samples["shuffled"].append(as_completed_done(ex, cfg, shuffled=True))
             samples["in_flight"].append(as_completed_in_flight(ex, cfg))
         samples["wait"] += wait_first_completed(cfg)
     median = statistics.median
@@ -226,6 +233,7 @@ def run_main(cfg):
         "latency_busy_p99_ns": percentile(samples["busy"], 0.99),
         "map_buffered_ns": median(samples["map"]),
         "as_completed_done_ns": median(samples["done"]),
+        "as_completed_shuffled_ns": median(samples["shuffled"]),
         "as_completed_in_flight_ns": median(samples["in_flight"]),
         "wait_first_completed_ns": median(samples["wait"]),
     }
@@ -239,7 +247,25 @@ def status_kib(field):
     raise KeyError(field)
 
 
-def run_mem(cfg):
+def run_pinned(cfg):
+    """Workload 2c: back-to-back round trips, the process pinned to one CPU
+    (threads started afterwards inherit it)."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    with ThreadPoolExecutor(max_workers=cfg["workers"]) as ex:
+        warm_up(ex, cfg["workers"])
+        samples = []
+        for _ in range(cfg["pinned_samples"]):
+            start = now_ns()
+            ex.submit(seven).result()
+            samples.append(now_ns() - start)
+    return {"latency_pinned_p50_ns": statistics.median(samples)}
+
+
+def run_mem_capturing(cfg):
+    return run_mem(cfg, capturing=True)
+
+
+def run_mem(cfg, capturing=False):
     """Workload 6: peak RSS growth per pending future.
 
     One worker is held on an event, so every submitted future stays
@@ -258,10 +284,15 @@ def run_mem(cfg):
     started.wait()
     fs = [None] * n
     base = status_kib("VmRSS")
-    for i in range(n):
-        fs[i] = ex.submit(seven)
+    if capturing:
+        for i in range(n):
+            fs[i] = ex.submit(identity, i)
+    else:
+        for i in range(n):
+            fs[i] = ex.submit(seven)
     peak = status_kib("VmHWM")
-    result = {"memory_per_pending_bytes": (peak - base) * 1024 / n}
+    key = "memory_per_pending_capturing_bytes" if capturing else "memory_per_pending_bytes"
+    result = {key: (peak - base) * 1024 / n}
     # Release the worker and drop the queue quickly: only the number matters.
     ex.shutdown(wait=False, cancel_futures=True)
     gate.set()
@@ -537,7 +568,14 @@ def run_proc(cfg):
 
 def main():
     mode, cfg = sys.argv[1], json.loads(sys.argv[2])
-    runners = {"main": run_main, "mem": run_mem, "idle": run_idle, "proc": run_proc}
+    runners = {
+        "main": run_main,
+        "mem": run_mem,
+        "mem_capturing": run_mem_capturing,
+        "idle": run_idle,
+        "pinned": run_pinned,
+        "proc": run_proc,
+    }
     results = runners[mode](cfg)
     print(json.dumps({"python": sys.version.split()[0], "results": results}))
 

@@ -16,16 +16,25 @@ use crate::workloads;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Memory,
+    MemoryCapturing,
     Idle,
+    Pinned,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Memory, Kind::Idle];
+    pub const ALL: [Kind; 4] = [
+        Kind::Memory,
+        Kind::MemoryCapturing,
+        Kind::Idle,
+        Kind::Pinned,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Memory => "memory",
+            Kind::MemoryCapturing => "memory-capturing",
             Kind::Idle => "idle",
+            Kind::Pinned => "pinned",
         }
     }
 
@@ -60,10 +69,18 @@ pub fn run(kind: Kind, peer: Peer, cfg: &Config) {
     };
     match kind {
         Kind::Memory => with_pool!(peer, P => {
-            let bytes = workloads::memory_per_pending::<P>(cfg.mem_n);
+            let bytes = workloads::memory_per_pending::<P>(cfg.mem_n, false);
             record(crate::metrics::Metric::MemoryPerPending, bytes);
         }),
+        Kind::MemoryCapturing => with_pool!(peer, P => {
+            let bytes = workloads::memory_per_pending::<P>(cfg.mem_n, true);
+            record(crate::metrics::Metric::MemoryPerPendingCapturing, bytes);
+        }),
         Kind::Idle => with_pool!(peer, P => workloads::idle_cpu::<P>(cfg, &mut record)),
+        Kind::Pinned => with_pool!(peer, P => {
+            let p50 = workloads::round_trips_pinned::<P>(cfg);
+            record(crate::metrics::Metric::LatencyPinnedP50, p50);
+        }),
     }
     println!("{}", Value::Object(metrics));
 }

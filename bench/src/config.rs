@@ -26,6 +26,9 @@ pub struct Config {
     pub parked_gap_us: u64,
     /// Workload 2b: round trips while loaders keep the pool busy, in all.
     pub busy_samples: usize,
+    /// Workload 2c: back-to-back round trips in a child process pinned to
+    /// one CPU (the caller and the workers share it: all cores busy).
+    pub pinned_samples: usize,
     /// Workload 2b: threads that keep submitting small tasks.
     pub busy_loaders: usize,
     /// Workload 2b: tasks each loader keeps in flight.
@@ -36,6 +39,12 @@ pub struct Config {
     pub map_buffersize: usize,
     /// Workload 4: futures iterated.
     pub as_completed_n: usize,
+    /// Workload 8: the small batch (submit, then collect), timed this many
+    /// times per round; the median per task is reported.
+    pub scale_small_n: usize,
+    pub scale_small_batches: usize,
+    /// Workload 8: the large batch, once per round.
+    pub scale_large_n: usize,
     /// Workload 5: pending futures `wait` watches.
     pub wait_n: usize,
     /// Workload 5: runs; the median is reported.
@@ -150,11 +159,15 @@ impl Config {
             parked_samples: 1_200,
             parked_gap_us: 1_000,
             busy_samples: 2_400,
+            pinned_samples: 3_000,
             busy_loaders: 1,
             busy_window: 16,
             map_n: 1_000_000,
             map_buffersize: 128,
             as_completed_n: 100_000,
+            scale_small_n: 1_000,
+            scale_small_batches: 200,
+            scale_large_n: 1_000_000,
             wait_n: 10_000,
             wait_runs: 12,
             wait_delay_ms: 50,
@@ -174,8 +187,11 @@ impl Config {
             submit_n: 20_000,
             parked_samples: 200,
             busy_samples: 400,
+            pinned_samples: 500,
             map_n: 50_000,
             as_completed_n: 10_000,
+            scale_small_batches: 20,
+            scale_large_n: 100_000,
             wait_runs: 3,
             mem_n: 100_000,
             idle_secs: 0.2,

@@ -12,8 +12,9 @@ use crate::config::Config;
 /// works from any working directory.
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/bench_cpython.py");
 
-/// The script's modes: its workloads 1-5, then memory and idle CPU.
-pub const MODES: [&str; 3] = ["main", "mem", "idle"];
+/// The script's modes: its workloads 1-5, then memory, idle CPU and the
+/// pinned round trip.
+pub const MODES: [&str; 5] = ["main", "mem", "mem_capturing", "idle", "pinned"];
 
 /// What one run of the script reported.
 pub struct Run {

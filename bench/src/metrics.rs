@@ -16,13 +16,18 @@ pub enum Metric {
     LatencyParkedP99,
     LatencyBusyP50,
     LatencyBusyP99,
+    LatencyPinnedP50,
     MapBuffered,
     AsCompletedDone,
+    AsCompletedShuffled,
     AsCompletedInFlight,
     WaitFirstCompleted,
     MemoryPerPending,
+    MemoryPerPendingCapturing,
     IdlePoolCpu,
     BlockedWaiterCpu,
+    ScaleSmall,
+    ScaleLarge,
 }
 
 /// How a metric's value is printed.
@@ -37,19 +42,24 @@ pub enum Unit {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 17] = [
         Metric::SubmitCollect,
         Metric::LatencyParkedP50,
         Metric::LatencyParkedP99,
         Metric::LatencyBusyP50,
         Metric::LatencyBusyP99,
+        Metric::LatencyPinnedP50,
         Metric::MapBuffered,
         Metric::AsCompletedDone,
+        Metric::AsCompletedShuffled,
         Metric::AsCompletedInFlight,
         Metric::WaitFirstCompleted,
         Metric::MemoryPerPending,
+        Metric::MemoryPerPendingCapturing,
         Metric::IdlePoolCpu,
         Metric::BlockedWaiterCpu,
+        Metric::ScaleSmall,
+        Metric::ScaleLarge,
     ];
 
     /// The name in the JSON that the CPython script and the child
@@ -61,13 +71,18 @@ impl Metric {
             Metric::LatencyParkedP99 => "latency_parked_p99_ns",
             Metric::LatencyBusyP50 => "latency_busy_p50_ns",
             Metric::LatencyBusyP99 => "latency_busy_p99_ns",
+            Metric::LatencyPinnedP50 => "latency_pinned_p50_ns",
             Metric::MapBuffered => "map_buffered_ns",
             Metric::AsCompletedDone => "as_completed_done_ns",
+            Metric::AsCompletedShuffled => "as_completed_shuffled_ns",
             Metric::AsCompletedInFlight => "as_completed_in_flight_ns",
             Metric::WaitFirstCompleted => "wait_first_completed_ns",
             Metric::MemoryPerPending => "memory_per_pending_bytes",
+            Metric::MemoryPerPendingCapturing => "memory_per_pending_capturing_bytes",
             Metric::IdlePoolCpu => "idle_pool_cpu_us_per_s",
             Metric::BlockedWaiterCpu => "blocked_waiter_cpu_us_per_s",
+            Metric::ScaleSmall => "scale_small_ns",
+            Metric::ScaleLarge => "scale_large_ns",
         }
     }
 
@@ -77,7 +92,7 @@ impl Metric {
 
     pub fn unit(self) -> Unit {
         match self {
-            Metric::MemoryPerPending => Unit::Bytes,
+            Metric::MemoryPerPending | Metric::MemoryPerPendingCapturing => Unit::Bytes,
             Metric::IdlePoolCpu | Metric::BlockedWaiterCpu => Unit::CpuMicrosPerSec,
             _ => Unit::Nanos,
         }
@@ -94,6 +109,9 @@ impl Metric {
             Metric::LatencyParkedP99 => "2a. round trip, parked pool, p99".into(),
             Metric::LatencyBusyP50 => "2b. round trip, busy pool, median".into(),
             Metric::LatencyBusyP99 => "2b. round trip, busy pool, p99".into(),
+            Metric::LatencyPinnedP50 => {
+                "2c. round trip, all cores busy (process pinned to one CPU), median".into()
+            }
             Metric::MapBuffered => format!(
                 "3. map {} items, buffersize {}, per item",
                 k(cfg.map_n),
@@ -101,6 +119,10 @@ impl Metric {
             ),
             Metric::AsCompletedDone => format!(
                 "4a. as_completed over {} done futures, per future",
+                k(cfg.as_completed_n)
+            ),
+            Metric::AsCompletedShuffled => format!(
+                "4c. as_completed over {} done futures, shuffled, per future",
                 k(cfg.as_completed_n)
             ),
             Metric::AsCompletedInFlight => format!(
@@ -114,8 +136,20 @@ impl Metric {
             Metric::MemoryPerPending => {
                 format!("6. memory per pending future ({} pending)", k(cfg.mem_n))
             }
+            Metric::MemoryPerPendingCapturing => format!(
+                "6b. memory per pending future, task capturing 8 bytes ({} pending)",
+                k(cfg.mem_n)
+            ),
             Metric::IdlePoolCpu => "7a. idle pool CPU".into(),
             Metric::BlockedWaiterCpu => "7b. thread blocked in result() CPU".into(),
+            Metric::ScaleSmall => format!(
+                "8a. submit {} + collect, per task (median of {} batches)",
+                k(cfg.scale_small_n),
+                cfg.per_round(cfg.scale_small_batches) * cfg.rounds
+            ),
+            Metric::ScaleLarge => {
+                format!("8b. submit {} + collect, per task", k(cfg.scale_large_n))
+            }
         }
     }
 }

@@ -100,16 +100,16 @@ fn targets(cfg: &ProcessConfig, r: &ProcResults) -> Vec<Target> {
         met: big.map(|_| true),
     };
     vec![
-        at_most("chunksize-1 task ≤ 10 µs (P1)", ProcMetric::Task, 10_000.0),
+        at_most("chunksize-1 task ≤ 3 µs (P1)", ProcMetric::Task, 3_000.0),
         at_most(
-            "map with chunksize 100 ≤ 0.5 µs per item (P2)",
+            "map with chunksize 100 ≤ 200 ns per item (P2)",
             ProcMetric::Map,
-            500.0,
+            200.0,
         ),
         at_most(
-            "submit -> result round trip ≤ 20 µs (P3, median)",
+            "submit -> result round trip ≤ 15 µs (P3, median)",
             ProcMetric::RoundTripP50,
-            20_000.0,
+            15_000.0,
         ),
         at_most(
             "start-up of a 2-worker pool to the first result ≤ 3 ms (P4, median)",
@@ -234,7 +234,7 @@ mod tests {
         assert!(table.contains("| 5.00 µs | 250 µs (50.0×) | n/a | n/a |"));
         assert!(table.contains("| 1.50× | n/a | n/a | n/a |"));
         let targets = targets_table(&cfg, &results);
-        assert!(targets.contains("| 5.00 µs | yes |"));
+        assert!(targets.contains("| 5.00 µs | **no** |"));
         assert!(targets.contains("| 1.50× | **no** |"));
     }
 }

@@ -103,6 +103,27 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Pins the calling thread, and so every thread it starts afterwards, to
+/// the first CPU it may run on.
+pub fn pin_to_one_cpu() {
+    // SAFETY: `set` is a plain bit set, zeroed and then filled by the
+    // libc helpers; both calls read and write only it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            panic!("sched_getaffinity: {}", std::io::Error::last_os_error());
+        }
+        let first = (0..libc::CPU_SETSIZE as usize)
+            .find(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .expect("the process may run on some CPU");
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(first, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            panic!("sched_setaffinity: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

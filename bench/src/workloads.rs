@@ -53,7 +53,10 @@ pub struct Samples {
     map: Vec<f64>,
     as_completed_in_flight: Vec<f64>,
     as_completed_done: Vec<f64>,
+    as_completed_shuffled: Vec<f64>,
     wait_first_completed: Vec<f64>,
+    scale_small: Vec<f64>,
+    scale_large: Vec<f64>,
 }
 
 impl Samples {
@@ -64,7 +67,10 @@ impl Samples {
             (Metric::MapBuffered, &self.map),
             (Metric::AsCompletedInFlight, &self.as_completed_in_flight),
             (Metric::AsCompletedDone, &self.as_completed_done),
+            (Metric::AsCompletedShuffled, &self.as_completed_shuffled),
             (Metric::WaitFirstCompleted, &self.wait_first_completed),
+            (Metric::ScaleSmall, &self.scale_small),
+            (Metric::ScaleLarge, &self.scale_large),
         ];
         for (metric, samples) in medians {
             if !samples.is_empty() {
@@ -116,6 +122,15 @@ pub fn measure_round<P: Pool>(cfg: &Config, samples: &mut Samples) {
         .as_completed_in_flight
         .push(nanos(start.elapsed()) / n as f64);
     assert_eq!(total, triangle(n));
+
+    for _ in 0..cfg.per_round(cfg.scale_small_batches) {
+        samples
+            .scale_small
+            .push(submit_collect(&pool, cfg.scale_small_n as u64));
+    }
+    samples
+        .scale_large
+        .push(submit_collect(&pool, cfg.scale_large_n as u64));
 }
 
 /// Workload 1: submit `n` trivial tasks, then join them in order; ns per
@@ -182,7 +197,10 @@ pub fn measure_futures_round(cfg: &Config, samples: &mut Samples) {
     warm_up(&pool, cfg.workers);
     samples
         .as_completed_done
-        .push(as_completed_done(&pool, cfg.as_completed_n as u64));
+        .push(as_completed_done(&pool, cfg.as_completed_n as u64, false));
+    samples
+        .as_completed_shuffled
+        .push(as_completed_done(&pool, cfg.as_completed_n as u64, true));
     drop(pool);
 
     let delay = Duration::from_millis(cfg.wait_delay_ms);
@@ -194,9 +212,14 @@ pub fn measure_futures_round(cfg: &Config, samples: &mut Samples) {
 }
 
 /// Workload 4a: `as_completed` over `n` futures that are all done, so
-/// only its own cost is timed; ns per future.
-fn as_completed_done(pool: &concurrent_futures::ThreadPoolExecutor, n: u64) -> f64 {
-    let futures: Vec<_> = (0..n).map(|i| pool.spawn(move || i)).collect();
+/// only its own cost is timed; ns per future. 4c (`shuffled`): the same
+/// futures in a random order, so consecutive futures are not neighbours
+/// in memory, as when a program collects futures from many places.
+fn as_completed_done(pool: &concurrent_futures::ThreadPoolExecutor, n: u64, shuffled: bool) -> f64 {
+    let mut futures: Vec<_> = (0..n).map(|i| pool.spawn(move || i)).collect();
+    if shuffled {
+        shuffle(&mut futures, 0x5eed);
+    }
     assert!(wait(&futures, ALL_COMPLETED).not_done.is_empty());
     let start = Instant::now();
     let total = as_completed(&futures)
@@ -205,6 +228,29 @@ fn as_completed_done(pool: &concurrent_futures::ThreadPoolExecutor, n: u64) -> f
     let elapsed = start.elapsed();
     assert_eq!(total, triangle(n));
     nanos(elapsed) / n as f64
+}
+
+/// Fisher-Yates with xorshift64: a fixed, reproducible order, and no
+/// random-number crate for the harness.
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut state = seed;
+    for i in (1..items.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        items.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+}
+
+/// Workload 2c, in a child process of its own: back-to-back round trips
+/// with the whole process pinned to one CPU, so the caller and the
+/// workers always compete for it (what "all cores busy" means for a
+/// pool). The median, in ns.
+pub fn round_trips_pinned<P: Pool>(cfg: &Config) -> f64 {
+    crate::sys::pin_to_one_cpu();
+    let pool = P::with_workers(cfg.workers);
+    warm_up(&pool, cfg.workers);
+    median(&round_trips(&pool, cfg.pinned_samples, Duration::ZERO))
 }
 
 /// Workload 5: `wait(FIRST_COMPLETED)` on `n` stand-alone pending futures;
@@ -232,11 +278,12 @@ fn wait_first_completed(n: usize, delay: Duration) -> f64 {
 
 /// Workload 6, in a child process of its own: resident bytes per pending
 /// future with `n` of them queued behind the pool's only worker, which is
-/// held on a channel. The tasks capture nothing (a zero-sized closure), so
-/// the figure is each pool's own overhead per task. The caller's handle
-/// vector is allocated and touched before the baseline, so it is not
-/// counted.
-pub fn memory_per_pending<P: Pool>(n: usize) -> f64 {
+/// held on a channel. 6a: the tasks capture nothing (a zero-sized
+/// closure), so the figure is each pool's own overhead per task. 6b
+/// (`capturing`): each task captures its index (8 bytes), as most real
+/// tasks capture something. The caller's handle vector is allocated and
+/// touched before the baseline, so it is not counted.
+pub fn memory_per_pending<P: Pool>(n: usize, capturing: bool) -> f64 {
     let pool = P::with_workers(1);
     let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
     let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
@@ -251,14 +298,25 @@ pub fn memory_per_pending<P: Pool>(n: usize) -> f64 {
     handles.spare_capacity_mut().fill_with(MaybeUninit::zeroed);
     black_box(handles.spare_capacity_mut());
     let baseline = status_bytes("VmRSS");
-    for _ in 0..n {
-        handles.push(pool.spawn(|| 7));
+    if capturing {
+        for i in 0..n as u64 {
+            handles.push(pool.spawn(move || black_box(i) * 2));
+        }
+    } else {
+        for _ in 0..n {
+            handles.push(pool.spawn(|| 7));
+        }
     }
     let peak = status_bytes("VmHWM");
 
     drop(gate_tx);
     pool.join(blocker);
-    assert_eq!(pool.join_all(handles), 7 * n as u64);
+    let expected = if capturing {
+        2 * triangle(n as u64)
+    } else {
+        7 * n as u64
+    };
+    assert_eq!(pool.join_all(handles), expected);
     peak.saturating_sub(baseline) as f64 / n as f64
 }
 

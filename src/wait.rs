@@ -45,27 +45,44 @@ pub struct DoneAndNotDone<T> {
     pub not_done: Vec<Future<T>>,
 }
 
-/// Hashes a future's identity (its address) with one multiplication: the
-/// addresses are distinct and not chosen by an adversary, so SipHash's
-/// strength buys nothing here and costs most of a large `wait`'s setup.
-#[derive(Default)]
-struct IdentityHasher(u64);
+/// A [`Hasher`] for maps and sets keyed by [`Future`]s: a future hashes
+/// its identity (an address), which one multiplication spreads well, so
+/// the default SipHash's resistance to chosen keys buys nothing there.
+/// `wait` and `as_completed` use it to drop duplicates.
+///
+/// # Examples
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::hash::BuildHasherDefault;
+/// use concurrent_futures::{Future, FutureHasher};
+///
+/// let f: Future<u8> = Future::new();
+/// let mut names: HashMap<Future<u8>, &str, BuildHasherDefault<FutureHasher>> =
+///     HashMap::default();
+/// names.insert(f.clone(), "first");
+/// assert_eq!(names[&f], "first");
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FutureHasher(u64);
 
-impl Hasher for IdentityHasher {
+/// Fibonacci hashing's multiplier: the high bits, which hash tables use
+/// first, depend on every bit of the key.
+const SPREAD: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for FutureHasher {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(SPREAD);
         }
     }
 
     fn write_usize(&mut self, id: usize) {
-        // Fibonacci hashing; the high bits, which hashbrown uses for its
-        // control bytes, depend on every bit of the address.
-        self.0 = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = (self.0 ^ id as u64).wrapping_mul(SPREAD);
     }
 }
 
@@ -75,7 +92,7 @@ fn unique_with<'a, T: 'a, U>(
     wrap: impl Fn(Future<T>) -> U,
 ) -> Vec<U> {
     let iter = fs.into_iter();
-    let mut seen: HashSet<usize, BuildHasherDefault<IdentityHasher>> =
+    let mut seen: HashSet<usize, BuildHasherDefault<FutureHasher>> =
         HashSet::with_capacity_and_hasher(iter.size_hint().0, Default::default());
     iter.filter(|f| seen.insert(f.id()))
         .map(|f| wrap(f.clone()))

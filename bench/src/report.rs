@@ -373,14 +373,19 @@ after a {gap} µs sleep so the workers have parked. 2b: {busy} back-to-back \
 round trips while {loaders} loader thread(s) keep submitting batches of \
 {window} small tasks to the same pool and joining them. On 2 cores the \
 loaders, the workers and the measuring thread compete for the CPUs, so the \
-p99 rows are mostly scheduler time slices.
+p99 rows are mostly scheduler time slices. 2c: {pinned} back-to-back round \
+trips in a fresh process per peer pinned to one CPU (`sched_setaffinity` \
+before the pool exists; CPython `os.sched_setaffinity`), so the caller and \
+the workers always share it: what \"all cores busy\" means for a pool. Median.
 - 3: ours is `map_with(|x| x * 2, 0..{map}, MapOptions::new().buffersize({buf}))`; \
 CPython 3.11 has no `buffersize`, so the script runs Python 3.14's algorithm \
 (a window of {buf} futures, one more submitted as each result is taken); \
 the Rust peers run the same window over their handles.
 - 4a: `as_completed` over {asc} futures that are all done (submitted, then \
 `wait(ALL_COMPLETED)`), so only `as_completed` and `result()` are timed. \
-Ours and CPython only. 4b: submit {asc} tasks and take them as they complete, \
+Ours and CPython only. 4c: the same over the same number of futures in a \
+fixed shuffled order (xorshift Fisher-Yates; CPython `random.Random(0x5EED)`), \
+so consecutive futures are not neighbours in memory. 4b: submit {asc} tasks and take them as they complete, \
 submission included. The Rust peers have no `as_completed`: each task sends \
 its result on one shared crossbeam channel, which the caller drains (the \
 per-task oneshot/JoinHandle is still made and dropped).
@@ -398,7 +403,9 @@ ours is the future's shared state plus the queue slot; the library peers' \
 include their boxed job, the oneshot channel and its sender captured in the \
 job; CPython's a `Future`, a `_WorkItem` and the queue entry. The caller's \
 vector of handles is allocated and touched before the baseline, so it is \
-not counted.
+not counted. 6b: the same with each task capturing its index, 8 bytes \
+(`move || i * 2`; CPython `submit(identity, i)`), as most real tasks \
+capture something: ours keeps the task inside the future's own allocation.
 - 7: a fresh process per peer. 7a: CPU time of the whole process \
 (`CLOCK_PROCESS_CPUTIME_ID`; CPython `time.process_time()`) over {idle} s \
 of an idle pool with every worker started, after {settle} ms to settle. 7b: \
@@ -407,6 +414,12 @@ a channel, i.e. a future that does not complete (ours: `result()`; the \
 peers: oneshot `recv` / `block_on(JoinHandle)`). For scale, the harness's own \
 process measured {floor:.0} µs/s the same way before it had any pool. A ratio \
 is shown only when ours is above 100 µs/s; below that both are noise.
+- 8: workload 1 at two sizes, on the same warmed pool in every round: 8a \
+submits {small} tasks and joins them, {batches} times per round (the median \
+per task over all batches); 8b {large} tasks once per round. A flat cost per \
+task means 8b close to 8a; the growth that remains is the memory of the \
+pending tasks outgrowing the caches. The Rust peers only: CPython's \
+{large} tasks would take most of a minute.
 ",
         w = cfg.workers,
         submit = k(cfg.submit_n),
@@ -414,6 +427,10 @@ is shown only when ours is above 100 µs/s; below that both are noise.
         parked = k(cfg.parked_samples),
         gap = cfg.parked_gap_us,
         busy = k(cfg.busy_samples),
+        pinned = k(cfg.pinned_samples),
+        small = k(cfg.scale_small_n),
+        batches = cfg.per_round(cfg.scale_small_batches),
+        large = k(cfg.scale_large_n),
         loaders = cfg.busy_loaders,
         window = cfg.busy_window,
         map = k(cfg.map_n),

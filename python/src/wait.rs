@@ -4,6 +4,7 @@
 //! bridges other futures (the stdlib's) to ours before calling here.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::time::Instant;
 
 use concurrent_futures as cf;
@@ -80,7 +81,7 @@ pub(crate) fn wait<'py>(
 #[pyclass(module = "concurrent_futures_rs._core")]
 pub struct AsCompleted {
     completions: cf::AsCompleted<Py<PyAny>>,
-    objects: HashMap<Inner, Py<FutureBase>>,
+    objects: HashMap<Inner, Py<FutureBase>, BuildHasherDefault<cf::FutureHasher>>,
     deadline: Option<Instant>,
     total: usize,
     ended: bool,
@@ -94,7 +95,7 @@ impl AsCompleted {
     #[pyo3(signature = (fs, timeout=None))]
     fn new(fs: Vec<Bound<'_, FutureBase>>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let deadline = deadline(timeout)?;
-        let mut objects = HashMap::with_capacity(fs.len());
+        let mut objects = HashMap::with_capacity_and_hasher(fs.len(), Default::default());
         for f in &fs {
             objects.insert(f.get().inner.clone(), f.clone().unbind());
         }
@@ -116,11 +117,14 @@ impl AsCompleted {
         if self.ended {
             return Ok(None);
         }
-        let main = on_main_thread();
+        // Looked up only once a call has to block: a future already done
+        // costs no system call.
+        let mut main = None;
         loop {
             if let Some(f) = self.completions.try_next() {
                 return Ok(self.objects.remove(&f));
             }
+            let main = *main.get_or_insert_with(on_main_thread);
             let remaining = self.completions.remaining();
             if remaining == 0 {
                 self.ended = true;

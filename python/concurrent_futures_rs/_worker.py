@@ -80,7 +80,19 @@ class Handler:
             logging.getLogger("concurrent.futures").critical(
                 "Exception in initializer:", exc_info=True
             )
-            return self._failure(e)
+            failure = self._failure(e)
+            # The pool breaks, and may stop this process, as soon as the
+            # failure arrives. A CPython worker exits first, and its exit
+            # flushes multiprocessing's queues (feeder threads): what the
+            # initializer logged through one (a QueueHandler) must not be
+            # lost in that race.
+            try:
+                import multiprocessing.util
+
+                multiprocessing.util._exit_function()  # type: ignore[attr-defined]
+            except BaseException:  # the failure report matters more
+                pass
+            return failure
         return b""
 
     def call(self, function: bytes, arg: bytes) -> tuple[bool, bytes]:

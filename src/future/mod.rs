@@ -52,7 +52,9 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
 impl<T> Future<T> {
     /// A stand-alone pending future, for tests and custom executors (SPEC
     /// F9). Complete it with [`set_result`](Self::set_result) or
-    /// [`set_exception`](Self::set_exception).
+    /// [`set_exception`](Self::set_exception). `T: 'static` because every
+    /// future's storage is type-erased behind one trait object, as a pool
+    /// task's (which holds its closure) must be.
     ///
     /// # Examples
     ///

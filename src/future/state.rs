@@ -50,6 +50,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
+use smallvec::SmallVec;
+
 use crate::error::{Error, InvalidStateError, TaskError};
 
 use super::Future;
@@ -303,8 +305,12 @@ impl<T> Entry<T> {
     }
 }
 
+/// The entries of one future; the first is stored inline, so the usual
+/// single waiter costs one allocation.
+pub(super) type EntryList<T> = SmallVec<[Entry<T>; 1]>;
+
 /// The entry list, boxed: one pointer in a future nobody waits on.
-type Entries<T> = Option<Box<Vec<Entry<T>>>>;
+type Entries<T> = Option<Box<EntryList<T>>>;
 
 /// A future's shared state, with its storage `S` last so that a pool's
 /// future is one allocation: `Inner<T, TaskCell<T, F>>`, seen by handles
@@ -547,8 +553,8 @@ impl<T> Inner<T> {
     /// the callbacks' handle first: it must exist before the done phase is
     /// visible, so a woken last handle does not move the value out from
     /// under them (`take_outcome`).
-    fn take_entries(&self, entries: &mut Entries<T>) -> Vec<Entry<T>> {
-        let taken = entries.take().map_or_else(Vec::new, |list| *list);
+    fn take_entries(&self, entries: &mut Entries<T>) -> EntryList<T> {
+        let taken = entries.take().map_or_else(EntryList::new, |list| *list);
         if taken.iter().any(|e| matches!(e, Entry::Callback(_))) {
             self.add_handle();
         }
@@ -626,10 +632,10 @@ impl<T> Inner<T> {
     }
 
     /// Completing -> Finished, taking the entries if there are any.
-    fn finish_owned(&self, entries: u8) -> Vec<Entry<T>> {
+    fn finish_owned(&self, entries: u8) -> EntryList<T> {
         if entries == 0 {
             self.leave_owned(Phase::Finished, 0);
-            return Vec::new();
+            return EntryList::new();
         }
         self.with_entries(|list| {
             let taken = self.take_entries(list);
@@ -640,7 +646,7 @@ impl<T> Inner<T> {
 
     /// Pending -> Cancelled, taking the entries. The task stays in the
     /// storage for the caller to drop once the waiters are woken.
-    fn try_cancel(&self) -> Result<Vec<Entry<T>>, Phase> {
+    fn try_cancel(&self) -> Result<EntryList<T>, Phase> {
         let mut word = self.word();
         loop {
             if Phase::of(word) != Phase::Pending {
@@ -653,7 +659,7 @@ impl<T> Inner<T> {
                 .state
                 .compare_exchange_weak(word, Phase::Cancelled as u8, AcqRel, Acquire)
             {
-                Ok(_) => return Ok(Vec::new()),
+                Ok(_) => return Ok(EntryList::new()),
                 Err(actual) => word = actual,
             }
         }
@@ -662,7 +668,7 @@ impl<T> Inner<T> {
     /// `try_cancel` when entries exist: the list changes only under the
     /// lock, but lock-free moves (start, complete) may still change the
     /// phase, so the move is a compare-and-swap here too.
-    fn try_cancel_locked(&self) -> Result<Vec<Entry<T>>, Phase> {
+    fn try_cancel_locked(&self) -> Result<EntryList<T>, Phase> {
         self.with_entries(|list| {
             let mut word = self.word();
             loop {
@@ -766,7 +772,7 @@ impl<T> Inner<T> {
     }
 
     /// Wakes waiters, then runs callbacks in the order they were added.
-    pub(super) fn notify(this: &Arc<Self>, entries: Vec<Entry<T>>) {
+    pub(super) fn notify(this: &Arc<Self>, entries: EntryList<T>) {
         if entries.is_empty() {
             return;
         }

@@ -269,6 +269,7 @@ impl Agent {
             return StartReply::Refused("that worker exists already".into());
         }
         let relay = Arc::new(Relay {
+            pending: Mutex::new(Vec::new()),
             sealer: Mutex::new(Sealer::new(
                 self.key.clone(),
                 protocol::to_client(&self.pool, &client, request.worker),
@@ -359,6 +360,8 @@ impl Agent {
 /// One hosted worker's events, relayed to its client (on the pipe
 /// transport's reader thread).
 struct Relay {
+    /// Received since the last caught-up: relayed together with it.
+    pending: Mutex<Vec<FromWorker>>,
     sealer: Mutex<Sealer>,
     out: mpsc::UnboundedSender<Publish>,
     events: mpsc::UnboundedSender<Event>,
@@ -381,16 +384,35 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Relays what was received since the last batch.
+    fn send_pending(&self, caught_up: bool) {
+        let messages = std::mem::take(&mut *self.pending.lock());
+        let message = match (messages.len(), caught_up) {
+            (0, true) => ToClient::CaughtUp,
+            (0, false) => return,
+            _ => ToClient::Batch {
+                messages,
+                caught_up,
+            },
+        };
+        self.send(&message);
+    }
+}
+
 impl LinkEvents for Relay {
     fn received(&self, message: FromWorker) {
-        self.send(&ToClient::Message(message));
+        // The transport reports `caught_up` before it waits for more, so
+        // nothing is held back longer than the read it came in.
+        self.pending.lock().push(message);
     }
 
     fn caught_up(&self) {
-        self.send(&ToClient::CaughtUp);
+        self.send_pending(true);
     }
 
     fn ended(&self, cause: ExitCause) {
+        self.send_pending(false);
         self.send(&ToClient::Ended(cause.into()));
         let _ = self.events.send(Event::Ended {
             client: self.client.clone(),

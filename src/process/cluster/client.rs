@@ -486,6 +486,17 @@ impl RemoteLink {
             match inbox.recv() {
                 Ok(Inbound::Message(ToClient::Message(message))) => events.received(message),
                 Ok(Inbound::Message(ToClient::CaughtUp)) => events.caught_up(),
+                Ok(Inbound::Message(ToClient::Batch {
+                    messages,
+                    caught_up,
+                })) => {
+                    for message in messages {
+                        events.received(message);
+                    }
+                    if caught_up {
+                        events.caught_up();
+                    }
+                }
                 Ok(Inbound::Message(ToClient::Ended(cause))) => break ExitCause::from(cause),
                 Ok(Inbound::Lost) | Err(_) => {
                     // Its agent may still be there (a link that fell out

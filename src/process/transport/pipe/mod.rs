@@ -216,20 +216,39 @@ impl Link for PipeLink {
     }
 }
 
+/// How many received messages the reader hands over at once, at most.
+const MAX_BATCH: usize = 64;
+
 /// The reader thread of one worker: frames in, then the reaping.
+///
+/// A frame that is already whole in the read buffer after another one
+/// joins its batch: the worker answered faster than we read, and the
+/// engine takes such a batch as cheaply as one message.
 fn read_until_exit(mut child: Child, process: &Process, output: Output, events: &dyn LinkEvents) {
     let mut input = BufReader::new(output);
     let mut header = Vec::new();
+    let mut batch = Vec::new();
     let understood = loop {
         match read_frame::<FromWorkerHead>(&mut input, &mut header) {
             Ok(Some((head, payload))) => match wire::from_worker(head, payload) {
-                Some(message) => events.received(message),
+                Some(message) => batch.push(message),
                 None => break false,
             },
             Ok(None) => break true,
             Err(_) => break false,
         }
+        if batch.len() < MAX_BATCH && wire::frame_is_whole(input.buffer()) {
+            continue;
+        }
+        match batch.len() {
+            1 => batch.drain(..).for_each(|m| events.received(m)),
+            _ => events.received_all(std::mem::take(&mut batch)),
+        }
     };
+    // What was read before the end still counts.
+    if !batch.is_empty() {
+        events.received_all(batch);
+    }
     drop(input);
     if !understood {
         // A corrupt stream: the worker can no longer be understood.

@@ -78,11 +78,15 @@ pub(crate) fn marker() -> Marker {
     }
 }
 
-/// Calls that may wait in a busy worker's pipe: one keeps a worker from
-/// idling between a result and its next call and costs at most one call's
-/// wait behind a long one; more would only add imbalance. CPython's pool
-/// makes the same trade with `EXTRA_QUEUED_CALLS = 1`.
-const CALLS_AHEAD: usize = 1;
+/// Calls that may wait in a busy worker's pipe. One keeps a worker from
+/// idling between a result and its next call (CPython's
+/// `EXTRA_QUEUED_CALLS = 1`); a second lets a worker that answers faster
+/// than its reader is scheduled go on with the next call instead of
+/// sleeping, and lets the reader send both in one write: on a loaded
+/// 2-core machine it halved the context switches of a stream of trivial
+/// calls. More would add imbalance (a call waits behind a long one) and
+/// keep more calls from being cancelled, for little more gain.
+const CALLS_AHEAD: usize = 2;
 
 /// Only calls this small are sent ahead: a call waiting in a busy worker's
 /// pipe should fit the pipe's buffer (64 KiB by default), so that a dead

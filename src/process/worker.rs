@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use rustix::io::{FdFlags, fcntl_setfd};
 use smallvec::{SmallVec, smallvec};
 
-use super::transport::pipe::{Marker, WORKER_ENV, marker};
+use super::transport::pipe::{Marker, WORKER_ENV, die_with_the_pool, marker};
 use super::transport::wire::{
     FromWorkerHead, MAX_FRAME_BYTES, ToWorkerHead, read_frame, write_frame,
 };
@@ -120,7 +120,7 @@ pub(crate) fn entry_missing() -> bool {
     match marker() {
         Marker::Absent | Marker::Others => false,
         Marker::Mine { .. } => !ENTERED.load(Relaxed),
-        Marker::Malformed => true,
+        Marker::Orphaned | Marker::Malformed => true,
     }
 }
 
@@ -129,6 +129,8 @@ pub(crate) fn take_pipes() -> Option<Pipes> {
     let (read_fd, write_fd) = match marker() {
         Marker::Absent | Marker::Others => return None,
         Marker::Mine { read_fd, write_fd } => (read_fd, write_fd),
+        // Started by a pool that is gone: nobody to serve.
+        Marker::Orphaned => std::process::exit(exit_code::INPUT_ENDED),
         Marker::Malformed => {
             eprintln!("concurrent-futures: malformed {WORKER_ENV}; exiting");
             std::process::exit(exit_code::MALFORMED_MARKER);
@@ -137,6 +139,9 @@ pub(crate) fn take_pipes() -> Option<Pipes> {
     // Only once: a second call finds the loop already ran.
     if ENTERED.swap(true, Relaxed) {
         return None;
+    }
+    if !die_with_the_pool() {
+        std::process::exit(exit_code::INPUT_ENDED);
     }
     // SAFETY: the pool that started this process passed us these two
     // descriptors (the marker names our parent), open and owned by nobody

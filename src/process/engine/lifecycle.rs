@@ -11,9 +11,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use smallvec::SmallVec;
 
 use super::table::{ReaderBusy, Settle, Stop, Worker};
-use super::{ENGINE_THREAD, Engine, Request, STARTUP_TIMEOUT};
-use crate::error::WorkerDeath;
-use crate::error::{BrokenExecutor, BrokenKind, Error, ExitCause, TaskError, TaskErrorKind};
+use super::{ENGINE_THREAD, Engine, Request, STARTUP_TIMEOUT, Sink};
+use crate::error::{
+    BrokenExecutor, BrokenKind, Error, ExitCause, TaskError, TaskErrorKind, WorkerDeath, WorkerId,
+};
 use crate::process::transport::{Answer, FromWorker, LinkEvents, StopHow, ToWorker};
 
 /// What one worker's events reach: the engine, with the worker's number.
@@ -49,9 +50,37 @@ impl LinkEvents for Events {
                 engine.on_init_failed(self.worker, message);
             }
             FromWorker::Answers { id, first, answers } => {
-                engine.on_answers(self.worker, id, first as usize, answers);
+                let answered = Answered {
+                    call_id: id,
+                    first: first as usize,
+                    answers,
+                };
+                engine.on_answers(self.worker, [answered]);
             }
         });
+    }
+
+    fn received_all(&self, messages: Vec<FromWorker>) {
+        // Answers, the common case, go as one batch; anything else (a
+        // handshake) one by one, in order.
+        if !messages
+            .iter()
+            .all(|m| matches!(m, FromWorker::Answers { .. }))
+        {
+            for message in messages {
+                self.received(message);
+            }
+            return;
+        }
+        let batch = messages.into_iter().filter_map(|m| match m {
+            FromWorker::Answers { id, first, answers } => Some(Answered {
+                call_id: id,
+                first: first as usize,
+                answers,
+            }),
+            _ => None,
+        });
+        self.as_engine_thread(|| self.engine.on_answers(self.worker, batch));
     }
 
     fn caught_up(&self) {
@@ -64,6 +93,16 @@ impl LinkEvents for Events {
         self.as_engine_thread(|| self.engine.on_exit(self.worker, cause));
     }
 }
+
+/// One answers message: items `first..` of call `call_id`.
+struct Answered {
+    call_id: u64,
+    first: usize,
+    answers: SmallVec<[Answer; 1]>,
+}
+
+/// What a call's sink gets from one answers message, and from which worker.
+type Deliveries = (Arc<dyn Sink>, WorkerId, SmallVec<[(usize, Delivery); 1]>);
 
 /// What an answered item's future gets.
 enum Delivery {
@@ -125,96 +164,108 @@ impl Engine {
         settle.run();
     }
 
-    /// Items `first..` of call `call_id` answered, in order.
-    fn on_answers(
-        &self,
-        worker_id: u64,
-        call_id: u64,
-        first: usize,
-        answers: SmallVec<[Answer; 1]>,
-    ) {
-        let (delivery, mut settle) = {
+    /// Answers from one worker, in order: each item `first..` of its call
+    /// `id`. A batch is what the reader found already received: one lock
+    /// and one write for all of it, so a worker that answers faster than
+    /// it is heard costs less per answer, not more.
+    fn on_answers(&self, worker_id: u64, batch: impl IntoIterator<Item = Answered>) {
+        let (deliveries, mut settle) = {
             let mut state = self.state.lock();
             let Some(worker) = state.workers.iter_mut().find(|w| w.id == worker_id) else {
                 return;
             };
-            let name = worker.name();
-            let Some(head) = worker.in_flight.front_mut() else {
+            let mut deliveries: SmallVec<[Deliveries; 1]> = SmallVec::new();
+            for answered in batch {
+                deliveries.extend(self.take_answers(worker, answered));
+            }
+            if deliveries.is_empty() {
                 return;
-            };
-            // Answers come in order; anything else is an answer to a call
-            // the engine already settled (a terminate, a broken pool).
-            if head.call_id != call_id || head.answered != first {
-                return;
-            }
-            let sink = Arc::clone(&head.sink);
-            let mut deliveries: SmallVec<[(usize, Delivery); 1]> = SmallVec::new();
-            for answer in answers {
-                let position = head.answered;
-                let Some(item) = head.call.items.get(position) else {
-                    break;
-                };
-                let delivery = if head.settled == Some(position) {
-                    // Judged timed out (or cancelled) before this answer
-                    // was read: what it is owed, if not yet paid, instead.
-                    head.owed.take().map(Delivery::Failure)
-                } else {
-                    Some(match answer {
-                        Answer::Value(v) => Delivery::Answer(Ok(v)),
-                        Answer::Failure(f) => Delivery::Answer(Err(f)),
-                        Answer::Lost(why) => Delivery::Failure(Error::Failed(TaskError::codec(
-                            TaskErrorKind::Deserialize,
-                            why,
-                        ))),
-                    })
-                };
-                deliveries.extend(delivery.map(|d| (item.index, d)));
-                head.answered += 1;
-            }
-            if head.answered == head.call.items.len() {
-                worker.in_flight.pop_front();
-                worker.tasks_done += 1;
-                if self
-                    .config
-                    .options
-                    .max_tasks_per_child
-                    .is_some_and(|max| worker.tasks_done >= max)
-                    && worker.stop.is_none()
-                {
-                    // Closing its input retires it; `on_exit` starts no
-                    // replacement itself, `dispatch` asks for one if needed.
-                    worker.stop = Some(Stop::Retired);
-                    worker.close_input();
-                }
-            }
-            // The next item (of this call, or of the call sent ahead)
-            // starts executing now. A call sent ahead keeps its bytes until
-            // it answers: should a cancel or a timeout of the one before it
-            // kill the worker first, it is sent again rather than failed.
-            let deadline = self
-                .config
-                .timeout
-                .and_then(|t| Instant::now().checked_add(t));
-            if let Some(next) = worker.in_flight.front_mut() {
-                next.deadline = deadline;
-                if deadline.is_some() {
-                    let _ = self.supervisor.send(Request::Wake);
-                }
             }
             worker.reader.delivering.store(true, SeqCst);
             let settle = self.dispatch(&mut state);
-            ((sink, name, deliveries), settle)
+            (deliveries, settle)
         };
         // Messages first: the worker gets its next call before user code.
         settle.run_sends();
-        let (sink, worker, deliveries) = delivery;
-        for (index, delivery) in deliveries {
-            match delivery {
-                Delivery::Answer(outcome) => sink.answer(index, &worker, outcome),
-                Delivery::Failure(error) => sink.fail(index, error),
+        for (sink, worker, items) in deliveries {
+            for (index, delivery) in items {
+                match delivery {
+                    Delivery::Answer(outcome) => sink.answer(index, &worker, outcome),
+                    Delivery::Failure(error) => sink.fail(index, error),
+                }
             }
         }
         settle.run();
+    }
+
+    /// Records the answers of `answered` for `worker`'s executing call;
+    /// what its sink gets, or `None` for answers to a call the engine
+    /// already settled (a terminate, a broken pool).
+    fn take_answers(&self, worker: &mut Worker, answered: Answered) -> Option<Deliveries> {
+        let Answered {
+            call_id,
+            first,
+            answers,
+        } = answered;
+        let head = worker.in_flight.front_mut()?;
+        // Answers come in order; anything else is an answer to a call the
+        // engine already settled.
+        if head.call_id != call_id || head.answered != first {
+            return None;
+        }
+        let sink = Arc::clone(&head.sink);
+        let mut items: SmallVec<[(usize, Delivery); 1]> = SmallVec::new();
+        for answer in answers {
+            let position = head.answered;
+            let Some(item) = head.call.items.get(position) else {
+                break;
+            };
+            let delivery = if head.settled == Some(position) {
+                // Judged timed out (or cancelled) before this answer was
+                // read: what it is owed, if not yet paid, instead.
+                head.owed.take().map(Delivery::Failure)
+            } else {
+                Some(match answer {
+                    Answer::Value(v) => Delivery::Answer(Ok(v)),
+                    Answer::Failure(f) => Delivery::Answer(Err(f)),
+                    Answer::Lost(why) => Delivery::Failure(Error::Failed(TaskError::codec(
+                        TaskErrorKind::Deserialize,
+                        why,
+                    ))),
+                })
+            };
+            items.extend(delivery.map(|d| (item.index, d)));
+            head.answered += 1;
+        }
+        if head.answered == head.call.items.len() {
+            worker.in_flight.pop_front();
+            worker.tasks_done += 1;
+            if self
+                .config
+                .options
+                .max_tasks_per_child
+                .is_some_and(|max| worker.tasks_done >= max)
+                && worker.stop.is_none()
+            {
+                // Closing its input retires it; `on_exit` starts no
+                // replacement itself, `dispatch` asks for one if needed.
+                worker.stop = Some(Stop::Retired);
+                worker.close_input();
+            }
+        }
+        // The next item (of this call, or of the call sent ahead) starts
+        // executing now. A call sent ahead keeps its bytes until it
+        // answers: should a cancel or a timeout of the one before it kill
+        // the worker first, it is sent again rather than failed.
+        if let Some(limit) = self.config.timeout
+            && let Some(next) = worker.in_flight.front_mut()
+        {
+            next.deadline = Instant::now().checked_add(limit);
+            if next.deadline.is_some() {
+                let _ = self.supervisor.send(Request::Wake);
+            }
+        }
+        Some((sink, worker.name(), items))
     }
 
     /// The advice when a worker ended before its loop started.

@@ -151,6 +151,15 @@ pub(crate) trait Link: Send + Sync {
 pub(crate) trait LinkEvents: Send + Sync {
     fn received(&self, message: FromWorker);
 
+    /// Several messages at once, in order: those the transport had
+    /// already received when it looked, so that the engine may take them
+    /// under one lock and answer them with one write.
+    fn received_all(&self, messages: Vec<FromWorker>) {
+        for message in messages {
+            self.received(message);
+        }
+    }
+
     /// Everything the worker has sent so far has been received: the
     /// transport is about to wait for more.
     fn caught_up(&self);

@@ -270,6 +270,22 @@ pub(crate) fn write_frame<M: Serialize>(
 /// stays in step and only this one frame is lost).
 pub(crate) type Payload = Result<Vec<u8>, u64>;
 
+/// Whether `buffer` starts with a whole frame, so that reading it cannot
+/// wait for the stream.
+pub(crate) fn frame_is_whole(buffer: &[u8]) -> bool {
+    let Some(prefix) = buffer.get(..PREFIX_BYTES) else {
+        return false;
+    };
+    let mut header_len = [0u8; 4];
+    header_len.copy_from_slice(&prefix[..4]);
+    let mut payload_len = [0u8; 8];
+    payload_len.copy_from_slice(&prefix[4..]);
+    let len = u64::from(u32::from_le_bytes(header_len))
+        .saturating_add(u64::from_le_bytes(payload_len))
+        .saturating_add(PREFIX_BYTES as u64);
+    len <= buffer.len() as u64
+}
+
 /// Reads one frame; `Ok(None)` at a clean end of stream. `header` is a
 /// buffer reused from frame to frame.
 pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
@@ -434,5 +450,26 @@ mod tests {
         .unwrap();
         buf.pop();
         assert!(read_frame::<FromWorkerHead>(&mut &buf[..], &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_frame_is_whole_only_once_all_its_bytes_are_there() {
+        let mut bytes = Vec::new();
+        write_frame(
+            &mut bytes,
+            &FromWorkerHead::InitFailed,
+            &[b"abc"],
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert!(frame_is_whole(&bytes));
+        assert!(!frame_is_whole(&bytes[..bytes.len() - 1]));
+        assert!(!frame_is_whole(&bytes[..PREFIX_BYTES - 1]));
+        let mut two = bytes.clone();
+        two.extend_from_slice(&bytes[..3]);
+        assert!(
+            frame_is_whole(&two),
+            "what follows the frame does not matter"
+        );
     }
 }

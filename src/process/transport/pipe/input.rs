@@ -22,8 +22,12 @@ use crate::process::transport::wire::Frame;
 
 /// The most slices one `writev` is given; the rest go in the next call. A
 /// frame has a header, a function and its arguments, usually in one
-/// slice; only a chunk sent again in pieces has more.
-const MAX_SLICES: usize = 8;
+/// slice (only a chunk sent again in pieces has more): three each, for the
+/// frames one flush writes at once.
+const MAX_SLICES: usize = 3 * MAX_FRAMES_AT_ONCE;
+
+/// How many queued frames one flush takes at a time.
+const MAX_FRAMES_AT_ONCE: usize = 16;
 
 /// A frame partly written.
 struct Pending {
@@ -39,33 +43,7 @@ enum Progress {
 impl Pending {
     /// Writes as much as the pipe takes now.
     fn write_some(&mut self, fd: &OwnedFd) -> io::Result<Progress> {
-        let total = self.frame.len();
-        while self.written < total {
-            let mut skip = self.written;
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let mut count = 0;
-            for part in
-                std::iter::once(&self.frame.head[..]).chain(self.frame.body.iter().map(|b| &b[..]))
-            {
-                if skip >= part.len() {
-                    skip -= part.len();
-                    continue;
-                }
-                slices[count] = IoSlice::new(&part[skip..]);
-                count += 1;
-                skip = 0;
-                if count == MAX_SLICES {
-                    break;
-                }
-            }
-            match rustix::io::writev(fd, &slices[..count]) {
-                Ok(n) => self.written += n,
-                Err(rustix::io::Errno::AGAIN) => return Ok(Progress::WouldBlock),
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(Progress::Done)
+        write_frames_from(fd, std::slice::from_mut(self), &mut 0)
     }
 
     /// Writes all of it, waiting for the pipe as needed.
@@ -85,6 +63,67 @@ impl Pending {
     }
 }
 
+/// Writes `frames`, in order, as far as the pipe takes them now: as few
+/// `writev` calls as [`MAX_SLICES`] allows. Frames fully written are
+/// removed; the first one left may be partly written.
+fn write_frames(fd: &OwnedFd, frames: &mut Vec<Pending>) -> io::Result<Progress> {
+    let mut done = 0;
+    let progress = write_frames_from(fd, frames, &mut done);
+    frames.drain(..done);
+    progress
+}
+
+/// [`write_frames`] on a slice: `done` counts the frames fully written.
+fn write_frames_from(
+    fd: &OwnedFd,
+    frames: &mut [Pending],
+    done: &mut usize,
+) -> io::Result<Progress> {
+    while *done < frames.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut count = 0;
+        'frames: for pending in &frames[*done..] {
+            let mut skip = pending.written;
+            let parts = std::iter::once(&pending.frame.head[..])
+                .chain(pending.frame.body.iter().map(|b| &b[..]));
+            for part in parts {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                slices[count] = IoSlice::new(&part[skip..]);
+                count += 1;
+                skip = 0;
+                if count == MAX_SLICES {
+                    break 'frames;
+                }
+            }
+        }
+        if count == 0 {
+            // Only empty frames left (none are made): nothing to write.
+            *done = frames.len();
+            break;
+        }
+        let mut written = match rustix::io::writev(fd, &slices[..count]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::AGAIN) => return Ok(Progress::WouldBlock),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for pending in &mut frames[*done..] {
+            let left = pending.frame.len() - pending.written;
+            if written < left {
+                pending.written += written;
+                break;
+            }
+            written -= left;
+            pending.written += left;
+            *done += 1;
+        }
+    }
+    Ok(Progress::Done)
+}
+
 struct State {
     /// `None` once closed: nothing more is written, and the pipe closes as
     /// soon as no write is under way, which ends the worker's loop.
@@ -98,6 +137,8 @@ struct State {
     /// The writer thread is asked to take over (the pipe was full).
     hand_over: bool,
     writer_started: bool,
+    /// The buffer [`Input::flush`] takes frames into, kept between flushes.
+    batch: Vec<Pending>,
 }
 
 /// The pool's end of a worker's input.
@@ -122,6 +163,7 @@ impl Input {
                 writing: false,
                 hand_over: false,
                 writer_started: false,
+                batch: Vec::new(),
             }),
             work: Condvar::new(),
             name,
@@ -147,18 +189,29 @@ impl Input {
             return;
         }
         state.writing = true;
+        // Reused from flush to flush: no allocation per write.
+        let mut batch = std::mem::take(&mut state.batch);
         loop {
-            let (Some(fd), Some(mut pending)) = (state.fd.clone(), state.queue.pop_front()) else {
+            let (Some(fd), false) = (state.fd.clone(), state.queue.is_empty()) else {
                 state.writing = false;
+                state.batch = batch;
                 return;
             };
+            // Several frames in one system call: each write may wake the
+            // worker, and one wake-up for all of them is what batching
+            // saves.
+            let take = state.queue.len().min(MAX_FRAMES_AT_ONCE);
+            batch.extend(state.queue.drain(..take));
             drop(state);
-            let progress = pending.write_some(&fd);
+            let progress = write_frames(&fd, &mut batch);
             state = self.state.lock();
             match progress {
                 Ok(Progress::Done) => {}
                 Ok(Progress::WouldBlock) => {
-                    state.queue.push_front(pending);
+                    // Back in front of what was queued meanwhile, in order.
+                    for pending in batch.drain(..).rev() {
+                        state.queue.push_front(pending);
+                    }
                     // `writing` stays set: it is the writer thread's now.
                     self.hand_over(state, &fd);
                     return;
@@ -297,5 +350,28 @@ mod tests {
         assert_eq!(&got[..4], b"one:");
         assert!(got[4..4 + (1 << 20)].iter().all(|&b| b == 7));
         assert_eq!(&got[4 + (1 << 20)..], b"two:end");
+    }
+
+    #[test]
+    fn frames_queued_together_go_out_whole_and_in_order_even_when_the_pipe_fills_midway() {
+        let (read_end, write_end) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).unwrap();
+        rustix::fs::fcntl_setfl(&read_end, rustix::fs::OFlags::empty()).unwrap();
+        let input = Input::new(write_end, "test".into());
+        // More frames than one flush takes at once, and more bytes than the
+        // pipe holds: the writer thread finishes what the flush could not.
+        let frames: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 5_000 + usize::from(i)]).collect();
+        for frame in &frames {
+            input.push(Frame {
+                head: smallvec::SmallVec::from_slice(&frame[..1]),
+                body: smallvec::smallvec![Bytes::copy_from_slice(&frame[1..])],
+            });
+        }
+        input.flush();
+        let expected: Vec<u8> = frames.concat();
+        let mut got = vec![0u8; expected.len()];
+        let mut file = std::fs::File::from(read_end);
+        file.read_exact(&mut got).unwrap();
+        assert!(got == expected, "frames arrived changed or out of order");
+        input.close();
     }
 }

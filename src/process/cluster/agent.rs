@@ -317,6 +317,12 @@ impl Agent {
                         hosted.link.push(m);
                         hosted.link.flush();
                     }
+                    Some(ToAgent::Batch(messages)) => {
+                        for m in messages {
+                            hosted.link.push(m);
+                        }
+                        hosted.link.flush();
+                    }
                     Some(ToAgent::Close) => hosted.link.close(),
                     Some(ToAgent::Stop(how)) => hosted.link.stop(how),
                     None => {

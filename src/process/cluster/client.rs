@@ -432,7 +432,7 @@ struct RemoteLink {
     worker: u64,
     id: WorkerId,
     named: OnceLock<WorkerId>,
-    queued: Mutex<Vec<ToAgent>>,
+    queued: Mutex<Vec<ToWorker>>,
     sealer: Mutex<Sealer>,
     opener: Mutex<Opener>,
     inbox: crossbeam_channel::Sender<Inbound>,
@@ -541,15 +541,18 @@ impl Link for RemoteLink {
     }
 
     fn push(&self, message: ToWorker) {
-        self.queued.lock().push(ToAgent::Message(message));
+        self.queued.lock().push(message);
     }
 
     fn flush(&self) {
         let mut sealer = self.sealer.lock();
-        let queued = std::mem::take(&mut *self.queued.lock());
-        for message in &queued {
-            self.send_sealed(&mut sealer, message);
-        }
+        let mut queued = std::mem::take(&mut *self.queued.lock());
+        let message = match queued.len() {
+            0 => return,
+            1 => ToAgent::Message(queued.pop().expect("one")),
+            _ => ToAgent::Batch(queued),
+        };
+        self.send_sealed(&mut sealer, &message);
     }
 
     fn close(&self) {

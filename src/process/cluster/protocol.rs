@@ -119,6 +119,9 @@ pub(crate) enum StartReply {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToAgent {
     Message(ToWorker),
+    /// Several messages in order, from one flush: one NATS message for a
+    /// burst of calls.
+    Batch(Vec<ToWorker>),
     /// No more messages (the worker's loop ends once it read what came).
     Close,
     Stop(StopHow),

@@ -148,7 +148,7 @@ impl ProcessConfig {
 }
 
 impl Config {
-    /// The documented run: the sizes the issue asks for, about 2-3 minutes
+    /// The documented run: the sizes the issue asks for, about 5 minutes
     /// on a 2-core machine, most of it spent in CPython.
     pub fn full() -> Self {
         Config {

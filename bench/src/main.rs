@@ -5,7 +5,7 @@
 //! run, and prints the ratios.
 //!
 //! ```text
-//! cargo run --release -p concurrent-futures-bench             # ~2.5-3 min
+//! cargo run --release -p concurrent-futures-bench             # ~5 min
 //! cargo run --release -p concurrent-futures-bench -- --quick  # ~20 s smoke
 //! cargo run --release -p concurrent-futures-bench -- --write  # + BENCHMARKS.md
 //! cargo run --release -p concurrent-futures-bench --features cluster -- --cluster [--write]

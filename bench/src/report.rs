@@ -328,7 +328,7 @@ impl Report<'_> {
         writeln!(out, "\n## Running it\n").unwrap();
         writeln!(
             out,
-            "- `{COMMAND}`: everything, about 2.5-3 minutes on 2 cores \
+            "- `{COMMAND}`: everything, about 5 minutes on 2 cores \
              (most of it in CPython); prints all four tables.\n\
              - `{COMMAND} -- --quick`: the CI smoke run, about 20 s, with a \
              tenth of the sizes or less.\n\

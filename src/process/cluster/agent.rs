@@ -388,9 +388,7 @@ impl Relay {
             });
         }
     }
-}
 
-impl Relay {
     /// Relays what was received since the last batch.
     fn send_pending(&self, caught_up: bool) {
         let messages = std::mem::take(&mut *self.pending.lock());

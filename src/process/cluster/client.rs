@@ -484,7 +484,6 @@ impl RemoteLink {
     fn relay(&self, inbox: &crossbeam_channel::Receiver<Inbound>, events: &dyn LinkEvents) {
         let cause = loop {
             match inbox.recv() {
-                Ok(Inbound::Message(ToClient::Message(message))) => events.received(message),
                 Ok(Inbound::Message(ToClient::CaughtUp)) => events.caught_up(),
                 Ok(Inbound::Message(ToClient::Batch {
                     messages,

@@ -130,13 +130,12 @@ pub(crate) enum ToAgent {
 /// What an agent tells a client about one worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToClient {
-    Message(FromWorker),
     /// The agent has relayed everything the worker sent so far.
     CaughtUp,
     /// What the worker sent since the last batch, in order, then (when
     /// `caught_up`) `CaughtUp`: one NATS message for a whole read of the
-    /// worker's pipe, where one each cost the server and both ends about
-    /// as much CPU as the call itself.
+    /// worker's pipe, where one message per answer cost the server and
+    /// both ends about as much CPU as the call itself.
     Batch {
         messages: Vec<FromWorker>,
         caught_up: bool,

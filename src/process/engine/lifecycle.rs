@@ -89,6 +89,10 @@ impl LinkEvents for Events {
         }
     }
 
+    fn needs_exact_catch_up(&self) -> bool {
+        self.busy.is_delivering()
+    }
+
     fn ended(&self, cause: ExitCause) {
         self.as_engine_thread(|| self.engine.on_exit(self.worker, cause));
     }
@@ -181,7 +185,11 @@ impl Engine {
             if deliveries.is_empty() {
                 return;
             }
-            worker.reader.delivering.store(true, SeqCst);
+            // Only deadlines need to know (see `ReaderBusy`); without them
+            // the reader's "caught up" may be approximate, and cheaper.
+            if self.config.timeout.is_some() {
+                worker.reader.delivering.store(true, SeqCst);
+            }
             let settle = self.dispatch(&mut state);
             (deliveries, settle)
         };

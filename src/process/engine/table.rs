@@ -167,6 +167,11 @@ impl ReaderBusy {
         true
     }
 
+    /// Whether answers were delivered since the reader last caught up.
+    pub(super) fn is_delivering(&self) -> bool {
+        self.delivering.load(SeqCst)
+    }
+
     /// The reader's side, once caught up: true when the supervisor must
     /// look at this worker's deadline again.
     pub(super) fn done(&self) -> bool {

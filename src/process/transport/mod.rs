@@ -164,6 +164,14 @@ pub(crate) trait LinkEvents: Send + Sync {
     /// transport is about to wait for more.
     fn caught_up(&self);
 
+    /// Whether [`caught_up`](Self::caught_up) must mean exactly that, just
+    /// now, nothing was left to receive. When not, a transport that found
+    /// nothing left before it delivered the last messages may say so
+    /// without looking again (a system call per wake-up, for a pipe).
+    fn needs_exact_catch_up(&self) -> bool {
+        true
+    }
+
     /// The worker is gone, and no message will follow.
     fn ended(&self, cause: ExitCause);
 }

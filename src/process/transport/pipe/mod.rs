@@ -153,8 +153,7 @@ impl Transport for PipeTransport {
             process: Arc::clone(&started.process),
         });
         let mut output = started.output;
-        let caught_up = Arc::clone(&events);
-        output.on_wait(move || caught_up.caught_up());
+        output.report_to(Arc::clone(&events));
         let process = Arc::clone(&started.process);
         let reader = std::thread::Builder::new()
             .name(format!("process-pool-reader-{pid}"))

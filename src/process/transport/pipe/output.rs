@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rustix::event::{PollFd, PollFlags, poll};
 
 use super::Process;
+use crate::process::transport::LinkEvents;
 
 /// Reads a worker's answers; end of stream when the worker has exited.
 pub(crate) struct Output {
@@ -21,9 +22,12 @@ pub(crate) struct Output {
     fd: OwnedFd,
     process: Arc<Process>,
     exited: bool,
-    /// Called whenever everything the worker wrote so far has been read
-    /// and the reader is about to wait for more.
-    on_wait: Option<Box<dyn FnMut() + Send>>,
+    /// The last read returned less than it was asked for: the pipe was
+    /// empty at that moment.
+    drained: bool,
+    /// Told whenever everything the worker wrote so far has been read and
+    /// the reader is about to wait for more.
+    events: Option<Arc<dyn LinkEvents>>,
 }
 
 impl Output {
@@ -33,32 +37,52 @@ impl Output {
             fd,
             process,
             exited: false,
-            on_wait: None,
+            drained: false,
+            events: None,
         }
     }
 
-    /// Has `f` called each time the reader has caught up with the worker.
-    pub(crate) fn on_wait(&mut self, f: impl FnMut() + Send + 'static) {
-        self.on_wait = Some(Box::new(f));
+    /// Has `events` told each time the reader has caught up with the
+    /// worker ([`LinkEvents::caught_up`]).
+    pub(crate) fn report_to(&mut self, events: Arc<dyn LinkEvents>) {
+        self.events = Some(events);
+    }
+
+    /// Whether the next read may go straight to waiting: the last one
+    /// drained the pipe, and nobody needs "caught up" to mean that nothing
+    /// came since (an answer may have come while the reader delivered the
+    /// last one). That saves a system call per wake-up in the common case.
+    fn may_wait_first(&mut self) -> bool {
+        std::mem::take(&mut self.drained)
+            && !self.exited
+            && !self
+                .events
+                .as_ref()
+                .is_some_and(|e| e.needs_exact_catch_up())
     }
 }
 
 impl Read for Output {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut wait_first = self.may_wait_first();
         loop {
-            // Always a read first, even after a short one: "caught up"
-            // must mean the pipe is empty now (an answer may have come
-            // while the reader delivered the last one), or a deadline
-            // would be judged with that answer unread.
-            match rustix::io::read(&self.fd, &mut *buf) {
-                Ok(n) => return Ok(n),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::AGAIN) if self.exited => return Ok(0),
-                Err(rustix::io::Errno::AGAIN) => {}
-                Err(e) => return Err(e.into()),
+            // Otherwise a read first, even after a short one: where
+            // "caught up" must mean the pipe is empty now, or a deadline
+            // would be judged with an answer unread.
+            if !std::mem::take(&mut wait_first) {
+                match rustix::io::read(&self.fd, &mut *buf) {
+                    Ok(n) => {
+                        self.drained = n < buf.len();
+                        return Ok(n);
+                    }
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(rustix::io::Errno::AGAIN) if self.exited => return Ok(0),
+                    Err(rustix::io::Errno::AGAIN) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
-            if let Some(f) = &mut self.on_wait {
-                f();
+            if let Some(events) = &self.events {
+                events.caught_up();
             }
             let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
             let watched = match &self.process.pidfd {

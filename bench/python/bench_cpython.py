@@ -547,7 +547,9 @@ def run_proc(cfg):
         proc_warm_up(ex, workers)
         f["task_ns"].append(proc_submit_collect(ex, pc))
         f["map_ns"].append(proc_map(ex, pc))
-        f["round_trip_ns"] += proc_round_trips(ex, per_round(pc["round_trips"]))
+        pools = max(pc["round_trip_pools"], 1)
+        per_pool = -(-per_round(pc["round_trips"]) // pools)
+        f["round_trip_ns"] += proc_round_trips(ex, per_pool)
         # As the harness: sequential then pool, back to back; the bound from
         # each number's fastest sequential time.
         fastest = [math.inf] * len(PRIMES)
@@ -561,6 +563,10 @@ def run_proc(cfg):
         if pc["primes_runs_python"]:
             f["primes_bound"].append(two_worker_bound(fastest))
         f["big_ns"].append(proc_big(ex, pc["big_bytes"]))
+    for _ in range(1, pools):
+        with ProcessPoolExecutor(max_workers=workers, mp_context=fork) as ex:
+            proc_warm_up(ex, workers)
+            f["round_trip_ns"] += proc_round_trips(ex, per_pool)
     for _ in range(per_round(pc["deaths"])):
         f["death_broken_ns"].append(proc_death_broken(fork, pc))
     return {"fork": f, "spawn": s}

@@ -86,6 +86,10 @@ pub struct ProcessConfig {
     pub map_chunksize: usize,
     /// P3: back-to-back round trips on a warm pool, in all.
     pub round_trips: usize,
+    /// P3: the pools they are spread over, per round: where a pool's
+    /// threads and processes land on the cores moves a round trip's median
+    /// by up to 1.5x here, so one pool per round is too few placements.
+    pub round_trip_pools: usize,
     /// P4: fresh pools started, in all.
     pub startups: usize,
     /// P5: runs of the sequential check and of the pool's, per round, in
@@ -115,10 +119,11 @@ impl ProcessConfig {
             map_n: 1_000_000,
             map_chunksize: 100,
             round_trips: 3_000,
+            round_trip_pools: 5,
             startups: 15,
             primes_runs: 5,
             primes_runs_python: 2,
-            deaths: 9,
+            deaths: 30,
             death_waiters: 6,
             death_delay_ms: 20,
             big_bytes: 64 << 20,

@@ -165,7 +165,9 @@ it submits and joins batches of {batch}.
 CPython `sum(executor.map(double, range({map}), chunksize={chunk}))`. Both \
 submit every chunk at once. procspawn has no chunking (or `map`): n/a.
 - P3: {rt} back-to-back round trips in all (submit `identity(7)`, wait for \
-its result) on the warm pool.
+its result), spread over {rt_pools} warm pools per round (the first one, \
+then fresh ones): where a pool's threads and processes land on the cores \
+moves the median by up to 1.5x on this machine.
 - P4: {startups} fresh pools in all: the time from creating the pool to the \
 first result of `identity(1)`; shutting the pool down is not counted. Ours \
 and CPython spawn start one worker for the first call, CPython fork starts \
@@ -208,6 +210,7 @@ counted.
         map = k(cfg.map_n),
         chunk = cfg.map_chunksize,
         rt = k(cfg.round_trips),
+        rt_pools = cfg.round_trip_pools,
         startups = cfg.startups,
         primes = cfg.primes_runs,
         primes_py = cfg.primes_runs_python,

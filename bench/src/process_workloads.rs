@@ -174,10 +174,16 @@ fn measure_round<P: ProcPool>(cfg: &ProcessConfig, samples: &mut Samples) {
     let pool = P::with_workers(cfg.workers);
     warm_up(&pool, cfg.workers);
     samples.push(Sample::Task, submit_collect(&pool, cfg));
-    samples.extend(
-        Sample::RoundTrip,
-        round_trips(&pool, cfg.per_round(cfg.round_trips)),
-    );
+    // P3 on this pool and on fresh ones: each placement on the cores gets
+    // its share of the samples.
+    let pools = cfg.round_trip_pools.max(1);
+    let per_pool = cfg.per_round(cfg.round_trips).div_ceil(pools);
+    samples.extend(Sample::RoundTrip, round_trips(&pool, per_pool));
+    for _ in 1..pools {
+        let fresh = P::with_workers(cfg.workers);
+        warm_up(&fresh, cfg.workers);
+        samples.extend(Sample::RoundTrip, round_trips(&fresh, per_pool));
+    }
     // Each run times the sequential check and then the pool's, back to
     // back, so the speed-up compares like with like under slowly changing
     // outside load. The bound uses each number's fastest sequential time,

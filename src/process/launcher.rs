@@ -22,13 +22,14 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::OnceLock;
 
 use crate::process::codec::code_address;
+use crate::process::transport::pipe::PipeEnd;
 
 /// The program every worker of the Rust front end runs: this process's own
 /// executable.
@@ -38,7 +39,8 @@ const SELF_EXE: &str = "/proc/self/exe";
 /// environment (on top of this process's). The pool adds what the worker
 /// needs to find its pipes; the program must then call
 /// [`serve_if_worker`](crate::process::worker::serve_if_worker) (or be a Rust program
-/// with this library's worker entry).
+/// with this library's worker entry). Or, for workers that are copies of
+/// this process, a function that forks ([`Launcher::forking`]).
 ///
 /// # Examples
 ///
@@ -64,6 +66,47 @@ pub struct Launcher {
     /// When this process was started in an unusual way, how (for the
     /// advice if its workers do not start).
     pub(crate) unusual: Option<String>,
+    /// Starts workers instead of the program, when set.
+    pub(crate) starter: Option<Starter>,
+}
+
+/// A [`Launcher::forking`] function: forks a worker, returns its pid.
+type StartFn = dyn Fn(&ForkPipes) -> io::Result<u32> + Send + Sync;
+
+/// A [`Launcher::forking`] function, shared by the launcher's clones.
+#[derive(Clone)]
+pub(crate) struct Starter(pub(crate) Arc<StartFn>);
+
+impl std::fmt::Debug for Starter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Starter(..)")
+    }
+}
+
+/// What a worker forked by a [`Launcher::forking`] function needs: its two
+/// pipe ends (already open in the child, as copies), and the pool's other
+/// pipe ends it must not keep. The child passes it to
+/// [`serve_forked`](crate::process::worker::serve_forked).
+#[derive(Clone, Debug)]
+pub struct ForkPipes {
+    pub(crate) read_fd: RawFd,
+    pub(crate) write_fd: RawFd,
+    /// The pool's process.
+    pub(crate) pool: u32,
+    /// The pool's pipe ends just before the fork (see `inherited.rs`).
+    pub(crate) inherited: Vec<PipeEnd>,
+}
+
+impl ForkPipes {
+    /// The descriptor the worker reads its calls from.
+    pub fn read_fd(&self) -> RawFd {
+        self.read_fd
+    }
+
+    /// The descriptor the worker writes its answers to.
+    pub fn write_fd(&self) -> RawFd {
+        self.write_fd
+    }
 }
 
 impl Launcher {
@@ -76,6 +119,63 @@ impl Launcher {
             env: Vec::new(),
             passed_fds: Vec::new(),
             unusual: None,
+            starter: None,
+        }
+    }
+
+    /// Workers that are copies of this process: `start` is called for each
+    /// (on the pool's supervisor thread, which the worker then dies with,
+    /// as a spawned one does), forks, and returns the child's pid; in the
+    /// child, the copy of `start` calls
+    /// [`serve_forked`](crate::process::worker::serve_forked) with the
+    /// pipes it was given and ends the process with the code that returns
+    /// (`_exit`: the child must never return into the copy of the pool's
+    /// thread it runs on). This is Python's `fork` start method, for a
+    /// front end whose workers must inherit what the parent built in
+    /// memory. Forking a process with other threads is only sound if the
+    /// child touches nothing those threads may have held (locks, the
+    /// allocator's state aside): the worker loop does not.
+    ///
+    /// An error `start` returns, or a panic in it, is a worker that could
+    /// not start (the pool breaks if it has no other). The program,
+    /// arguments, environment and passed descriptors are not used.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use concurrent_futures::process::Launcher;
+    /// use concurrent_futures::process::worker::{CallHandler, serve_forked};
+    /// # struct Echo;
+    /// # impl CallHandler for Echo {
+    /// #     fn proof(&mut self) -> Vec<u8> { Vec::new() }
+    /// #     fn init(&mut self, _: &[u8], _: &[u8]) -> Result<(), Vec<u8>> { Ok(()) }
+    /// #     fn call(&mut self, _: &[u8], arg: &[u8], out: &mut Vec<u8>) -> Result<(), Vec<u8>> {
+    /// #         out.extend_from_slice(arg);
+    /// #         Ok(())
+    /// #     }
+    /// #     fn failure(&mut self, _: concurrent_futures::TaskErrorKind, m: &str) -> Vec<u8> {
+    /// #         m.as_bytes().to_vec()
+    /// #     }
+    /// # }
+    ///
+    /// let launcher = Launcher::forking(|pipes| {
+    ///     // SAFETY (of the fork): the child only runs the worker loop,
+    ///     // then `_exit`s.
+    ///     match unsafe { libc::fork() } {
+    ///         -1 => Err(std::io::Error::last_os_error()),
+    ///         0 => {
+    ///             let code = serve_forked(pipes, Echo);
+    ///             unsafe { libc::_exit(code) }
+    ///         }
+    ///         pid => Ok(pid as u32),
+    ///     }
+    /// });
+    /// # drop(launcher);
+    /// ```
+    pub fn forking(start: impl Fn(&ForkPipes) -> io::Result<u32> + Send + Sync + 'static) -> Self {
+        Launcher {
+            starter: Some(Starter(Arc::new(start))),
+            ..Launcher::new("fork")
         }
     }
 
@@ -223,6 +323,7 @@ fn find_this_program() -> Result<Launcher, String> {
         env: Vec::new(),
         passed_fds: Vec::new(),
         unusual,
+        starter: None,
     })
 }
 

@@ -44,7 +44,7 @@ use serde::de::DeserializeOwned;
 
 use self::codec::{ChunkSink, OneSink, RustCodec};
 use self::engine::{Engine, EngineOptions};
-pub use self::launcher::Launcher;
+pub use self::launcher::{ForkPipes, Launcher};
 use crate::error::{BuildError, Error, SubmitError};
 use crate::executor::{Executor, FnExecutor, Map, MapOptions, Shutdown};
 use crate::future::Future;

@@ -10,13 +10,16 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use rustix::io::{FdFlags, fcntl_setfd};
 use smallvec::{SmallVec, smallvec};
 
-use super::transport::pipe::{Marker, WORKER_ENV, die_with_the_pool, marker};
+use super::launcher::ForkPipes;
+use super::transport::pipe::{
+    Marker, WORKER_ENV, die_with_pool_process, die_with_the_pool, inherited, marker,
+};
 use super::transport::wire::{
     FromWorkerHead, MAX_FRAME_BYTES, ToWorkerHead, read_frame, write_frame,
 };
@@ -100,6 +103,8 @@ pub(crate) mod exit_code {
     pub(crate) const INIT_FAILED: i32 = 3;
     /// A frame did not match its own header.
     pub(crate) const PROTOCOL_ERROR: i32 = 4;
+    /// `serve_forked` outside a fresh child of the pool's process.
+    pub(crate) const NOT_FORKED: i32 = 5;
 }
 
 /// A worker's pipes, taken from the environment.
@@ -187,6 +192,49 @@ pub(crate) fn take_pipes() -> Option<Pipes> {
 /// ```
 pub fn serve_if_worker(handler: impl CallHandler) -> Option<i32> {
     take_pipes().map(|pipes| serve(pipes, handler))
+}
+
+/// In a worker that a [`Launcher::forking`](super::Launcher::forking)
+/// function forked: serves the pool with `handler` over `pipes` until the
+/// pool closes the input, and returns the exit code, with which the child
+/// must then `_exit` at once. First it closes the pool's other pipe ends
+/// it inherited (another worker's input kept open here would never end),
+/// and sets itself to die with the pool's thread that forked it, as a
+/// spawned worker does.
+///
+/// It takes the two descriptors in `pipes` as its own, so it serves only
+/// in a child of the pool's process, once: called in the pool's process,
+/// or again, it returns at once (exit code 5) and touches nothing.
+///
+/// # Examples
+///
+/// See [`Launcher::forking`](super::Launcher::forking).
+pub fn serve_forked(pipes: &ForkPipes, handler: impl CallHandler) -> i32 {
+    static SERVED_IN: AtomicU32 = AtomicU32::new(0);
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    // A child's copy of this memory holds its parent's pid, not its own.
+    if me == pipes.pool || SERVED_IN.swap(me, Relaxed) == me {
+        return exit_code::NOT_FORKED;
+    }
+    if !die_with_pool_process(pipes.pool) {
+        return exit_code::INPUT_ENDED; // The pool died during the fork.
+    }
+    inherited::close_inherited(&pipes.inherited, [pipes.read_fd, pipes.write_fd]);
+    ENTERED.store(true, Relaxed);
+    // SAFETY: the transport made these two ends for this child (they are
+    // close-on-exec already) and forked it with them; in the child nothing
+    // else owns them (the caller's contract: one call, in the child).
+    let (input, output) = unsafe {
+        (
+            OwnedFd::from_raw_fd(pipes.read_fd),
+            OwnedFd::from_raw_fd(pipes.write_fd),
+        )
+    };
+    let pipes = Pipes {
+        input: File::from(input),
+        output: File::from(output),
+    };
+    serve(pipes, handler)
 }
 
 /// Result buffers up to this size are reused between calls; larger ones

@@ -12,9 +12,12 @@
 //! One reader thread per worker reads its frames, reports them, and reaps
 //! the worker when its output ends.
 
+pub(crate) mod inherited;
 mod input;
 mod output;
 mod spawn;
+
+pub(crate) use self::inherited::PipeEnd;
 
 use std::io::{self, BufReader};
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -114,6 +117,12 @@ pub(crate) fn die_with_the_pool() -> bool {
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
     // The pool may have died before the line above took effect.
     matches!(marker(), Marker::Mine { .. })
+}
+
+/// [`die_with_the_pool`] for a worker forked by the pool's process `pool`.
+pub(crate) fn die_with_pool_process(pool: u32) -> bool {
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    rustix::process::getppid().is_some_and(|p| u32::try_from(p.as_raw_nonzero().get()) == Ok(pool))
 }
 
 /// Calls that may wait in a busy worker's pipe. One keeps a worker from

@@ -1,4 +1,5 @@
-//! Starting a worker process: `posix_spawn`, not `fork`.
+//! Starting a worker process: `posix_spawn`, not `fork` (unless the
+//! launcher forks itself: [`Launcher::forking`]).
 //!
 //! `std::process::Command` forks as soon as anything must run in the child
 //! before `exec` (`pre_exec`), and a fork copies the pool's page tables only
@@ -17,6 +18,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -25,10 +27,11 @@ use rustix::io::fcntl_dupfd_cloexec;
 use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open};
 
+use super::inherited;
 use super::input::Input;
 use super::output::Output;
 use super::{Process, WORKER_ENV};
-use crate::process::launcher::Launcher;
+use crate::process::launcher::{ForkPipes, Launcher, Starter};
 
 /// A started worker process.
 pub(super) struct Spawned {
@@ -189,13 +192,99 @@ fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
 /// Starts a worker process of `launcher`.
 pub(super) fn spawn(launcher: &Launcher) -> io::Result<Spawned> {
     // Every end is close-on-exec; the child's ends are made inheritable
-    // only in the child, by the file actions.
-    let (child_reads, parent_writes) = pipe_with(PipeFlags::CLOEXEC)?;
-    let (parent_reads, child_writes) = pipe_with(PipeFlags::CLOEXEC)?;
+    // only in the child, by the file actions. The ends kept here are
+    // listed for forked workers to close.
+    let (child_reads, parent_writes, parent_reads, child_writes) = {
+        let mut ends = inherited::lock();
+        let (child_reads, parent_writes) = pipe_with(PipeFlags::CLOEXEC)?;
+        let (parent_reads, child_writes) = pipe_with(PipeFlags::CLOEXEC)?;
+        ends.add(&parent_writes)?;
+        ends.add(&parent_reads)?;
+        (child_reads, parent_writes, parent_reads, child_writes)
+    };
     let (child_reads, child_writes) = (above_stdio(child_reads)?, above_stdio(child_writes)?);
     fcntl_setfl(&parent_writes, OFlags::NONBLOCK)?;
     fcntl_setfl(&parent_reads, OFlags::NONBLOCK)?;
     let (read_fd, write_fd) = (child_reads.as_raw_fd(), child_writes.as_raw_fd());
+    let raw_pid = match &launcher.starter {
+        Some(starter) => start_forked(starter, read_fd, write_fd)?,
+        None => posix_spawn(
+            launcher,
+            read_fd,
+            write_fd,
+            &child_reads,
+            &child_writes,
+            &parent_writes,
+        )?,
+    };
+    drop((child_reads, child_writes));
+    let Some(pid) = Pid::from_raw(raw_pid) else {
+        return Err(io::Error::other("invalid pid"));
+    };
+    let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => Some(fd),
+        Err(rustix::io::Errno::NOSYS) => None,
+        Err(e) => {
+            // Not yet reaped: its pid is still its own.
+            let _ = kill_process(pid, Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            return Err(e.into());
+        }
+    };
+    let process = Arc::new(Process {
+        pid,
+        pidfd,
+        reaped: Mutex::new(false),
+    });
+    Ok(Spawned {
+        pid: raw_pid as u32,
+        input: Input::new(parent_writes, raw_pid.to_string()),
+        output: Output::new(parent_reads, Arc::clone(&process)),
+        process,
+    })
+}
+
+/// Has `starter` fork a worker with the child's pipe ends `read_fd` and
+/// `write_fd`; its pid.
+fn start_forked(starter: &Starter, read_fd: RawFd, write_fd: RawFd) -> io::Result<libc::pid_t> {
+    let me = rustix::process::getpid();
+    let pipes = ForkPipes {
+        read_fd,
+        write_fd,
+        pool: me.as_raw_nonzero().get() as u32,
+        inherited: inherited::snapshot(),
+    };
+    let started = std::panic::catch_unwind(AssertUnwindSafe(|| (starter.0)(&pipes)));
+    if rustix::process::getpid() != me {
+        // The child came back (its `start` returned or panicked instead
+        // of ending it): it must not go on as a copy of the pool.
+        // SAFETY: `_exit` ends the process at once and touches nothing.
+        unsafe { libc::_exit(127) };
+    }
+    let pid = match started {
+        Ok(Ok(pid)) => pid,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(io::Error::other("the worker's start function panicked")),
+    };
+    match libc::pid_t::try_from(pid) {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(io::Error::other(format!(
+            "the worker's start function returned pid {pid}"
+        ))),
+    }
+}
+
+/// Runs `launcher`'s program as a worker with the child's pipe ends
+/// `read_fd` and `write_fd` (numbers of `child_reads` and `child_writes`);
+/// its pid. `parent_writes` is close-on-exec in the child.
+fn posix_spawn(
+    launcher: &Launcher,
+    read_fd: RawFd,
+    write_fd: RawFd,
+    child_reads: &OwnedFd,
+    child_writes: &OwnedFd,
+    parent_writes: &OwnedFd,
+) -> io::Result<libc::pid_t> {
     if launcher
         .passed_fds
         .iter()
@@ -207,8 +296,8 @@ pub(super) fn spawn(launcher: &Launcher) -> io::Result<Spawned> {
     let marker = format!(
         "{},{read_fd},{write_fd},{},{}",
         rustix::process::getpid().as_raw_nonzero(),
-        inode(&child_reads)?,
-        inode(&child_writes)?,
+        inode(child_reads)?,
+        inode(child_writes)?,
     );
     let program = c_string(launcher.program.as_os_str().as_bytes())?;
     let arg0 = launcher
@@ -254,29 +343,5 @@ pub(super) fn spawn(launcher: &Launcher) -> io::Result<Spawned> {
             envp_ptrs.as_ptr(),
         )
     })?;
-    drop((child_reads, child_writes));
-    let Some(pid) = Pid::from_raw(raw_pid) else {
-        return Err(io::Error::other("invalid pid"));
-    };
-    let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
-        Ok(fd) => Some(fd),
-        Err(rustix::io::Errno::NOSYS) => None,
-        Err(e) => {
-            // Not yet reaped: its pid is still its own.
-            let _ = kill_process(pid, Signal::KILL);
-            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
-            return Err(e.into());
-        }
-    };
-    let process = Arc::new(Process {
-        pid,
-        pidfd,
-        reaped: Mutex::new(false),
-    });
-    Ok(Spawned {
-        pid: raw_pid as u32,
-        input: Input::new(parent_writes, raw_pid.to_string()),
-        output: Output::new(parent_reads, Arc::clone(&process)),
-        process,
-    })
+    Ok(raw_pid)
 }

@@ -628,9 +628,9 @@ def notes(cfg: Config, res: Results) -> list[str]:
         "with their defaults (on Linux, 3.11's process pool forks its workers); "
         f"`loky.ProcessPoolExecutor(max_workers={w})` (its `loky` context: fork + exec, "
         f"cloudpickle); pebble's `ThreadPool(max_workers={w})` and `ProcessPool(max_workers={w})`"
-        " (fork). Ours starts its workers afresh (an exec, like `spawn`; a `fork` context only "
-        "makes it start them all at the first submit, as CPython does). loky has no thread pool, "
-        "so its thread rows are n/a.",
+        " (fork). Ours follows the default context as CPython's does: on 3.11 on Linux its "
+        "workers are forks of the measuring process, all started at the first submit. loky has "
+        "no thread pool, so its thread rows are n/a.",
         "- Calls: every pool runs the plain functions of `bench/python_package/tasks.py` "
         "(`identity`, `double`, `is_prime`), by reference. Ours, CPython and loky through "
         "`submit(fn, *args)` and `map(fn, items, chunksize=...)`; pebble through "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+from typing import Any
 
 from . import _remote
 
@@ -70,6 +71,10 @@ class Handler:
             initializer, initargs = self._loads(payload)
         except BaseException as e:
             return self._failure(e)
+        return self._run_initializer(initializer, initargs)
+
+    def _run_initializer(self, initializer: Any, initargs: tuple[Any, ...]) -> bytes:
+        """Runs the pool's initializer: a failure payload, or empty bytes."""
         if initializer is None:
             return b""
         try:
@@ -122,6 +127,29 @@ class Handler:
         """A failure of the loop itself (an argument too large for memory)."""
         error = MemoryError(message) if kind == "deserialize" else RuntimeError(message)
         return self._failure(error)
+
+
+class ForkedHandler(Handler):
+    """A forked worker's handler: the process is already the parent's copy,
+    so there is nothing to prepare, and the initializer and its arguments
+    are the parent's very objects (a fork context's queue among them),
+    never pickled."""
+
+    def __init__(self, initializer: Any, initargs: tuple[Any, ...]) -> None:
+        super().__init__()
+        self._initializer = initializer
+        self._initargs = initargs
+
+    def init(self, prelude: bytes, payload: bytes) -> bytes:
+        return self._run_initializer(self._initializer, self._initargs)
+
+
+def serve_forked(spec: Any, initializer: Any, initargs: tuple[Any, ...]) -> None:
+    """A forked worker's ``run()``: serves the pool until it closes our
+    input, then exits with the loop's code."""
+    from . import _core
+
+    sys.exit(_core.serve_forked_worker(spec, ForkedHandler(initializer, initargs)))
 
 
 def main() -> None:

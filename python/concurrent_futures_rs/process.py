@@ -1,8 +1,8 @@
 """``ProcessPoolExecutor``, as ``concurrent.futures.process``'s, on the
 crate's process engine: Python worker processes started like
 ``multiprocessing``'s ``spawn`` (so functions from ``__main__`` cross by
-reference), pickle payloads, a worker's death seen at once through its
-pidfd.
+reference), or forked from this process with a ``fork`` context, pickle
+payloads, a worker's death seen at once through its pidfd.
 
 Beyond CPython, each off by default:
 
@@ -157,6 +157,40 @@ def _preparation() -> bytes:
     return pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
 
 
+def _adopt_main_thread() -> None:
+    """In a child forked from a thread that ``threading`` only knows as a
+    dummy (the engine's supervisor thread, if Python code ever asked it
+    for its thread): makes that thread the child's main thread, as Python
+    3.12 and later do themselves, so that the child's exit joins cleanly."""
+    main = threading.main_thread()
+    dummy = getattr(threading, "_DummyThread", None)
+    if dummy is not None and isinstance(main, dummy) and hasattr(main, "_set_tstate_lock"):
+        main.__class__ = threading._MainThread  # type: ignore[attr-defined]
+        main._name = "MainThread"  # type: ignore[attr-defined]
+        main._daemonic = False  # type: ignore[attr-defined]
+        main._set_tstate_lock()  # type: ignore[attr-defined]
+
+
+def _fork_worker(context: Any, initializer: Any, initargs: tuple[Any, ...], spec: Any) -> int:
+    """Starts one worker as a fork of this process (the ``fork`` start
+    method); its pid. Called by the engine for each worker. The child runs
+    as ``multiprocessing``'s fork children do (``Process._bootstrap``:
+    after-fork hooks, its own process object, queues flushed at the end)
+    with the worker loop as its ``run()``, and never returns here."""
+    process = context.Process(
+        target=_worker.serve_forked, args=(spec, initializer, initargs), daemon=True
+    )
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _adopt_main_thread()
+            code = process._bootstrap()
+        finally:
+            os._exit(code)
+    return pid
+
+
 def _worker_command() -> tuple[str, list[str]]:
     import subprocess
     from multiprocessing import spawn
@@ -222,9 +256,10 @@ class ProcessPoolExecutor(_std_process.ProcessPoolExecutor):
                 mp_context = multiprocessing.get_context()
         self._mp_context = mp_context
         start_method = mp_context.get_start_method(allow_none=False)
-        # Workers are always started afresh (exec), never forked: forking
-        # a process with threads is unsafe. A `fork` context starts them
-        # all at the first submit, as CPython's does.
+        # A `fork` context's workers are forks of this process (they
+        # inherit what it built in memory, its fork-context queues
+        # included), all started at the first submit, as CPython's; any
+        # other context's start afresh, as with `spawn`.
         self._safe_to_dynamically_spawn_children = start_method != "fork"
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
@@ -248,7 +283,12 @@ class ProcessPoolExecutor(_std_process.ProcessPoolExecutor):
         self._dumps = _make_dumps(pickler)
         self._shutdown_thread = False
         self._launch_all_at_first_submit = start_method == "fork"
-        init, fds = _dumps_spawning((initializer, initargs))
+        fork = None
+        if start_method == "fork":
+            init, fds = b"", []
+            fork = partial(_fork_worker, mp_context, initializer, initargs)
+        else:
+            init, fds = _dumps_spawning((initializer, initargs))
         program, args = _worker_command()
         self._engine = _core.ProcessEngine(
             max_workers=self._max_workers,
@@ -262,6 +302,7 @@ class ProcessPoolExecutor(_std_process.ProcessPoolExecutor):
             self_healing=self._self_healing,
             task_timeout=task_timeout,
             passed_fds=[(os.dup(fd), fd) for fd in fds],
+            fork=fork,
         )
         _base._process_pools.add(self)
 

@@ -119,16 +119,6 @@ EXAMPLES: tuple[Example, ...] = (
         "return_after_process",
         "seed 004: the same with ProcessPoolExecutor",
         racy_lines=(1,),
-        known_difference=(
-            "the seed has no `if __name__ == '__main__':` guard, which CPython's default "
-            "start method on Linux before 3.14 (fork) forgives. concurrent_futures_rs's "
-            "workers always start afresh and import __main__ as spawn does (README, 'What "
-            "differs from CPython'), so each of its 3 workers runs the whole script again "
-            "before it serves the task: its prints, and a pool of its own, which is the "
-            "standard library's (fork) there, so nothing refuses it. CPython's spawn and "
-            "forkserver methods (3.14's default is forkserver) refuse such a script: "
-            "BrokenProcessPool, as ours gives where the alias reaches the workers too"
-        ),
     ),
     Example("as_completed", "seed 004: as_completed() over random sleeps", compare="unordered"),
     Example("wait_return_when", "seed 004: wait() with the default ALL_COMPLETED"),

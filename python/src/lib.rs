@@ -33,5 +33,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(thread_pool::after_fork, m)?)?;
     m.add_function(wrap_pyfunction!(wait::wait, m)?)?;
     m.add_function(wrap_pyfunction!(worker::serve_worker, m)?)?;
+    m.add_class::<worker::ForkSpec>()?;
+    m.add_function(wrap_pyfunction!(worker::serve_forked_worker, m)?)?;
     Ok(())
 }

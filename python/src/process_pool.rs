@@ -10,6 +10,7 @@
 //! the engine shows without the GIL, such as an initializer's failure),
 //! then the pickled exception.
 
+use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concurrent_futures as cf;
-use concurrent_futures::process::Launcher;
 use concurrent_futures::process::engine::{Call, Codec, Engine, EngineOptions, Sink};
+use concurrent_futures::process::{ForkPipes, Launcher};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -27,6 +28,7 @@ use pyo3::types::PyBytes;
 use crate::attach::attach;
 use crate::future::FutureBase;
 use crate::names::names;
+use crate::worker::ForkSpec;
 
 /// The text and the pickle of a failure payload.
 fn split_failure(failure: &[u8]) -> (String, &[u8]) {
@@ -60,6 +62,20 @@ impl Codec for PickleCodec {
 
     fn failure_text(&self, failure: &[u8]) -> String {
         split_failure(failure).0
+    }
+}
+
+/// Has the package's `fork(spec)` fork a worker with `pipes`; its pid.
+/// Runs on the engine's supervisor thread, which the worker dies with.
+fn fork_worker(fork: &Py<PyAny>, pipes: &ForkPipes) -> io::Result<u32> {
+    let forked = attach(|py| {
+        let spec = Py::new(py, ForkSpec(pipes.clone()))?;
+        fork.call1(py, (spec,))?.extract::<u32>(py)
+    });
+    match forked {
+        Some(Ok(pid)) => Ok(pid),
+        Some(Err(e)) => Err(io::Error::other(format!("could not fork a worker: {e}"))),
+        None => Err(io::Error::other("the interpreter is exiting")),
     }
 }
 
@@ -198,11 +214,14 @@ impl ProcessEngine {
     /// Workers run `program args...` with `env` added and `passed_fds`
     /// (`(fd, number)` pairs, each fd a duplicate this engine now owns)
     /// given; they must prove `proof`, and run `prelude` and
-    /// `initializer` (the package's payloads) before any call.
+    /// `initializer` (the package's payloads) before any call. With
+    /// `fork`, workers are instead forks of this process: `fork(spec)`
+    /// forks one and returns its pid, and its child serves with `spec`.
     #[new]
     #[pyo3(signature = (
         *, max_workers, program, args, env, proof, prelude, initializer,
-        max_tasks_per_child=None, self_healing=false, task_timeout=None, passed_fds=Vec::new()
+        max_tasks_per_child=None, self_healing=false, task_timeout=None, passed_fds=Vec::new(),
+        fork=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -217,8 +236,12 @@ impl ProcessEngine {
         self_healing: bool,
         task_timeout: Option<f64>,
         passed_fds: Vec<(RawFd, RawFd)>,
+        fork: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let mut launcher = Launcher::new(program).args(args);
+        let mut launcher = match fork {
+            Some(fork) => Launcher::forking(move |pipes| fork_worker(&fork, pipes)),
+            None => Launcher::new(program).args(args),
+        };
         for (key, value) in env {
             launcher = launcher.env(key, value);
         }

@@ -4,7 +4,8 @@
 //! pickles.
 
 use concurrent_futures::TaskErrorKind;
-use concurrent_futures::process::worker::{CallHandler, serve_if_worker};
+use concurrent_futures::process::ForkPipes;
+use concurrent_futures::process::worker::{CallHandler, serve_forked, serve_if_worker};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -119,4 +120,18 @@ pub(crate) fn serve_worker(py: Python<'_>, handler: Py<PyAny>) -> PyResult<i32> 
     let handler = PyHandler { handler };
     py.detach(|| serve_if_worker(handler))
         .ok_or_else(|| PyRuntimeError::new_err("this process is not a process pool's worker"))
+}
+
+/// A forked worker's pipes, as the pool's start function hands them to
+/// the package's `_fork_worker` (the `fork` start method).
+#[pyclass(frozen, module = "concurrent_futures_rs._core")]
+pub struct ForkSpec(pub(crate) ForkPipes);
+
+/// In a worker forked by the pool (`_fork_worker`'s child): serves the
+/// pool with `handler` until it closes our input; returns the exit code,
+/// with which the child must `os._exit` at once.
+#[pyfunction]
+pub(crate) fn serve_forked_worker(py: Python<'_>, spec: &ForkSpec, handler: Py<PyAny>) -> i32 {
+    let handler = PyHandler { handler };
+    py.detach(|| serve_forked(&spec.0, handler))
 }

@@ -83,3 +83,19 @@ def initialized() -> list[str]:
 
 def init_fail() -> None:
     raise ValueError("error in initializer")
+
+
+RUNTIME_STATE: list[str] = []
+
+
+def runtime_state() -> list[str]:
+    """What this module's list holds in the worker."""
+    return RUNTIME_STATE
+
+
+def parent_pid() -> int:
+    return os.getppid()
+
+
+def put_on(q: Any, value: Any) -> None:
+    q.put(value)

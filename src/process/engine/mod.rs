@@ -898,7 +898,7 @@ impl Engine {
     }
 
     /// Marks the pool broken: every queued and running item fails with
-    /// `reason`, every worker is killed.
+    /// `reason`, every worker is killed (once `settle` has failed them).
     fn break_pool(&self, state: &mut State, reason: String, settle: &mut Settle) {
         self.break_pool_sparing(state, reason, None, settle);
     }
@@ -927,7 +927,8 @@ impl Engine {
                 worker.kill_at = grace;
                 let _ = self.supervisor.send(Request::Wake);
             } else {
-                worker.stop(Stop::Terminated, StopHow::Kill);
+                // After the futures fail: they need not wait for a death.
+                worker.stop_after(Stop::Terminated, StopHow::Kill, settle);
             }
         }
     }

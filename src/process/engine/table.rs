@@ -137,6 +137,19 @@ impl Worker {
             link.stop(how);
         }
     }
+
+    /// [`stop`](Self::stop), with the signal sent by `settle` once the
+    /// futures it fails are failed: a dying process takes CPU time (every
+    /// thread of it must run to exit), which those futures' waiters should
+    /// not wait behind.
+    pub(super) fn stop_after(&mut self, reason: Stop, how: StopHow, settle: &mut Settle) {
+        if self.stop.is_none() {
+            self.stop = Some(reason);
+        }
+        if let Some(link) = &self.link {
+            settle.stops.push((Arc::clone(link), how));
+        }
+    }
 }
 
 /// Whether a worker's events thread is delivering answers (running user
@@ -268,6 +281,8 @@ pub(super) struct Settle {
     pub(super) sends: SmallVec<[Arc<dyn Link>; 1]>,
     pub(super) failed: Vec<(Arc<dyn Sink>, usize, Error)>,
     pub(super) cancelled: Vec<(Arc<dyn Sink>, usize)>,
+    /// Workers to stop last ([`Worker::stop_after`]).
+    stops: Vec<(Arc<dyn Link>, StopHow)>,
 }
 
 impl Settle {
@@ -275,10 +290,11 @@ impl Settle {
         self.failed.push((Arc::clone(sink), index, error));
     }
 
-    pub(super) fn extend(&mut self, other: Settle) {
-        self.sends.extend(other.sends);
-        self.failed.extend(other.failed);
-        self.cancelled.extend(other.cancelled);
+    pub(super) fn extend(&mut self, mut other: Settle) {
+        self.sends.append(&mut other.sends);
+        self.failed.append(&mut other.failed);
+        self.cancelled.append(&mut other.cancelled);
+        self.stops.append(&mut other.stops);
     }
 
     /// Sends the queued messages, before anything else runs.
@@ -290,11 +306,22 @@ impl Settle {
 
     pub(super) fn run(mut self) {
         self.run_sends();
-        for (sink, index, error) in self.failed {
+        for (sink, index, error) in std::mem::take(&mut self.failed) {
             sink.fail(index, error);
         }
-        for (sink, index) in self.cancelled {
+        for (sink, index) in std::mem::take(&mut self.cancelled) {
             sink.cancel(index);
+        }
+        // Dropping `self` sends the stops.
+    }
+}
+
+/// A worker recorded as stopping is stopped, even on a path that drops
+/// its settle unrun, or when a callback run above panics.
+impl Drop for Settle {
+    fn drop(&mut self) {
+        for (link, how) in self.stops.drain(..) {
+            link.stop(how);
         }
     }
 }

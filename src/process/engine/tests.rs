@@ -494,6 +494,72 @@ fn a_death_breaks_the_pool_by_default_and_fails_everything() {
     assert!(matches!(refused.error, Error::Broken(_)));
 }
 
+/// A sink that notes, as its future fails, whether a worker had been
+/// stopped by then.
+struct SeesStops {
+    record: Arc<Record>,
+    watched: Arc<Fake>,
+    stopped_at_failure: Mutex<Option<bool>>,
+}
+
+impl Sink for SeesStops {
+    fn start(&self) -> bool {
+        true
+    }
+
+    fn answer(&self, index: usize, worker: &WorkerId, outcome: Result<Bytes, Bytes>) {
+        self.record.answer(index, worker, outcome);
+    }
+
+    fn fail(&self, index: usize, error: Error) {
+        let stopped = !self.watched.state.lock().stops.is_empty();
+        *self.stopped_at_failure.lock() = Some(stopped);
+        self.record.fail(index, error);
+    }
+
+    fn cancel(&self, index: usize) {
+        self.record.cancel(index);
+    }
+
+    fn position(&self, key: usize) -> Option<usize> {
+        self.record.position(key)
+    }
+}
+
+#[test]
+fn a_broken_pool_fails_its_futures_before_it_kills_the_other_workers() {
+    // SPEC P6, in CPython's order (`terminate_broken`): the futures fail
+    // first, so that their waiters do not wait behind the other workers'
+    // deaths; then those workers are killed.
+    let (engine, memory) = engine(EngineOptions::new(2));
+    let first = submit(&engine, 1, &[1]);
+    let victim = memory.worker(0);
+    victim.ready();
+    let _ = victim.call();
+    let second = Record::new(2, 1);
+    engine
+        .submit(call_of(&[2]), Arc::clone(&second) as Arc<dyn Sink>)
+        .unwrap();
+    let other = memory.worker(1);
+    other.ready();
+    let _ = other.call();
+    let sees = Arc::new(SeesStops {
+        record: Record::new(3, 1),
+        watched: Arc::clone(&other),
+        stopped_at_failure: Mutex::new(None),
+    });
+    // Sent ahead to one of them, or queued: it fails either way.
+    engine
+        .submit(call_of(&[3]), Arc::clone(&sees) as Arc<dyn Sink>)
+        .unwrap();
+    victim.end(ExitCause::Signal(9));
+    assert_eq!(first.outcome(0), Outcome::Broken);
+    assert_eq!(second.outcome(0), Outcome::Broken);
+    assert_eq!(sees.record.outcome(0), Outcome::Broken);
+    assert_eq!(*sees.stopped_at_failure.lock(), Some(false));
+    other.stopped(StopHow::Kill);
+}
+
 #[test]
 fn a_worker_that_exits_before_its_handshake_breaks_the_pool_with_the_advice() {
     // SPEC P3

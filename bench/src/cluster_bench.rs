@@ -87,7 +87,9 @@ fn monotonic_ns() -> u64 {
 // ----------------------------------------------------------- the run --
 
 /// Runs the cluster rows; with `write`, replaces BENCHMARKS.md's section.
-pub fn run(quick: bool, write: bool, benchmarks_md: &str) -> Result<(), String> {
+/// `ours_only`: without the Python peers (nothing installed), for
+/// comparing builds of the library; never written.
+pub fn run(quick: bool, write: bool, ours_only: bool, benchmarks_md: &str) -> Result<(), String> {
     let cfg = if quick {
         ClusterConfig::quick()
     } else {
@@ -106,7 +108,11 @@ pub fn run(quick: bool, write: bool, benchmarks_md: &str) -> Result<(), String> 
 
     // Set-up, before the load average is read: the venv, the server, the
     // agents.
-    let python = PythonEnv::ensure(&progress);
+    let python = if ours_only {
+        Err("left out (--ours-only)".to_owned())
+    } else {
+        PythonEnv::ensure(&progress)
+    };
     let python = match python {
         Ok(env) => Some(env),
         Err(e) => {

@@ -66,7 +66,7 @@ use report::Report;
 use workloads::Samples;
 
 const USAGE: &str = "\
-usage: concurrent-futures-bench [--quick] [--write] [--cluster]
+usage: concurrent-futures-bench [--quick] [--write] [--cluster [--ours-only] | --process]
 
   --quick   smaller sizes, one repetition: a ~20 s smoke run
   --write   also rewrite BENCHMARKS.md at the workspace root
@@ -74,6 +74,12 @@ usage: concurrent-futures-bench [--quick] [--write] [--cluster]
             agents over a local nats-server, our local process pool,
             dask.distributed and Ray; with --write, replaces only the
             \"## Cluster\" section of BENCHMARKS.md
+  --ours-only
+            with --cluster: only our two pools (no Python peers, nothing
+            installed), printed, never written
+  --process only the process-pool rows (ours, procspawn, CPython), printed,
+            never written: for comparing two builds of the library side by
+            side, run after run
 ";
 
 /// Where `--write` puts the report: the workspace root.
@@ -89,12 +95,15 @@ fn main() -> ExitCode {
         Some("--proc-child") => return process_workloads::child_main(&args[1..]),
         _ => {}
     }
-    let (mut quick, mut write, mut cluster) = (false, false, false);
+    let (mut quick, mut write, mut cluster, mut process) = (false, false, false, false);
+    let mut ours_only = false;
     for arg in &args {
         match arg.as_str() {
             "--quick" => quick = true,
             "--write" => write = true,
             "--cluster" => cluster = true,
+            "--process" => process = true,
+            "--ours-only" => ours_only = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -105,14 +114,36 @@ fn main() -> ExitCode {
             }
         }
     }
+    if cluster && process {
+        eprint!("--cluster and --process exclude each other\n{USAGE}");
+        return ExitCode::FAILURE;
+    }
+    if ours_only && (!cluster || write) {
+        eprint!("--ours-only goes with --cluster, and prints only\n{USAGE}");
+        return ExitCode::FAILURE;
+    }
     if cluster {
-        return run_cluster(quick, write);
+        return run_cluster(quick, write, ours_only);
     }
     let cfg = if quick {
         Config::quick()
     } else {
         Config::full()
     };
+    if process {
+        if write {
+            // BENCHMARKS.md is one run of every row; a part would mix runs.
+            eprint!("--process prints only; --write needs the full run\n{USAGE}");
+            return ExitCode::FAILURE;
+        }
+        return match run_process_only(&cfg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run_all(&cfg, write) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -124,8 +155,8 @@ fn main() -> ExitCode {
 
 /// `--cluster`: the cluster rows alone.
 #[cfg(feature = "cluster")]
-fn run_cluster(quick: bool, write: bool) -> ExitCode {
-    match cluster_bench::run(quick, write, BENCHMARKS_MD) {
+fn run_cluster(quick: bool, write: bool, ours_only: bool) -> ExitCode {
+    match cluster_bench::run(quick, write, ours_only, BENCHMARKS_MD) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -135,7 +166,7 @@ fn run_cluster(quick: bool, write: bool) -> ExitCode {
 }
 
 #[cfg(not(feature = "cluster"))]
-fn run_cluster(_quick: bool, _write: bool) -> ExitCode {
+fn run_cluster(_quick: bool, _write: bool, _ours_only: bool) -> ExitCode {
     eprintln!(
         "--cluster needs the bench crate's `cluster` feature: \
          cargo run --release -p concurrent-futures-bench --features cluster -- --cluster"
@@ -254,6 +285,28 @@ fn run_all(cfg: &Config, write: bool) -> Result<(), String> {
             .map_err(|e| format!("cannot write {BENCHMARKS_MD}: {e}"))?;
         eprintln!("wrote BENCHMARKS.md");
     }
+    Ok(())
+}
+
+/// `--process`: the process-pool rows alone, with the load average around
+/// them, printed.
+fn run_process_only(cfg: &Config) -> Result<(), String> {
+    let started = Instant::now();
+    let load_before = sys::loadavg();
+    let progress = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+    let mut results = ProcResults::default();
+    let (mut skipped, mut python) = (Vec::new(), None);
+    measure_process_pools(cfg, &mut results, &mut skipped, &mut python, &progress)?;
+    println!(
+        "Process pools (load average {load_before} before, {} after):\n\n{}",
+        sys::loadavg(),
+        process_report::results_table(&cfg.process, &results)
+    );
+    println!("{}", process_report::targets_table(&cfg.process, &results));
+    for line in &skipped {
+        println!("note: {line}");
+    }
+    eprintln!("total {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -390,6 +390,46 @@ fn b9_timeouts_and_cancelling_a_running_call_kill_only_that_worker() {
 }
 
 #[test]
+fn b9_calls_go_ahead_to_a_busy_remote_worker_unless_calls_ahead_is_zero() {
+    let _turn = one_at_a_time();
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let name = pool_name();
+    let _agent = agent(&server.url, &name, 1, &[]);
+    for calls_ahead in [None, Some(0)] {
+        let mut cluster = Cluster::new(&server.url, &name);
+        if let Some(n) = calls_ahead {
+            cluster = cluster.calls_ahead(n);
+        }
+        let pool = pool(cluster, 1);
+        let gate = Gate::new();
+        let held = pool.submit(gated, gate.path()).expect("submit");
+        let arrival = gate.arrival();
+        // The only worker is busy: by default the call goes to it at once
+        // (marked running, so no longer cancellable, as locally); with no
+        // calls ahead it waits in the queue, where cancel still stops it.
+        let behind = pool.submit(square, 5).expect("submit");
+        if calls_ahead.is_none() {
+            assert!(behind.running(), "sent ahead to the busy worker");
+            assert!(!behind.cancel());
+        } else {
+            assert!(!behind.running(), "queued until a worker is idle");
+            assert!(behind.cancel());
+        }
+        drop(arrival);
+        assert!(settle(&held).is_ok());
+        match settle(&behind) {
+            Ok(v) => assert_eq!((*v, calls_ahead), (25, None)),
+            Err(Error::Cancelled) => assert_eq!(calls_ahead, Some(0)),
+            Err(e) => panic!("unexpected: {e}"),
+        }
+        // Its worker ends with it, and the next pool gets the slot.
+        drop(pool);
+    }
+}
+
+#[test]
 fn b9_wrong_credentials_or_another_secret_get_a_clear_error_never_a_hang() {
     let _turn = one_at_a_time();
     let Some(server) = Server::start(&["--auth", "right-token"]) else {

@@ -88,8 +88,13 @@ fn monotonic_ns() -> u64 {
 
 /// Runs the cluster rows; with `write`, replaces BENCHMARKS.md's section.
 /// `ours_only`: without the Python peers (nothing installed), for
-/// comparing builds of the library; never written.
-pub fn run(quick: bool, write: bool, ours_only: bool, benchmarks_md: &str) -> Result<(), String> {
+/// comparing builds of the library or settings; never written.
+pub fn run(
+    quick: bool,
+    write: bool,
+    ours_only: Option<crate::cluster_only::OursOnly>,
+    benchmarks_md: &str,
+) -> Result<(), String> {
     let cfg = if quick {
         ClusterConfig::quick()
     } else {
@@ -108,7 +113,7 @@ pub fn run(quick: bool, write: bool, ours_only: bool, benchmarks_md: &str) -> Re
 
     // Set-up, before the load average is read: the venv, the server, the
     // agents.
-    let python = if ours_only {
+    let python = if ours_only.is_some() {
         Err("left out (--ours-only)".to_owned())
     } else {
         PythonEnv::ensure(&progress)
@@ -135,7 +140,10 @@ pub fn run(quick: bool, write: bool, ours_only: bool, benchmarks_md: &str) -> Re
     let agents: Vec<Service> = (0..cfg.agents)
         .map(|_| agent(&server.url, &pool_name, cfg.slots))
         .collect::<Result<_, _>>()?;
-    let cluster = Cluster::new(&server.url, &pool_name);
+    let mut cluster = Cluster::new(&server.url, &pool_name);
+    if let Some(calls) = ours_only.and_then(|o| o.calls_ahead) {
+        cluster = cluster.calls_ahead(calls);
+    }
     // Whose CPU time C2c-g reads, besides this process and the workers.
     let mut services = vec![(ClusterSample::CpuServer, server.pid())];
     services.extend(agents.iter().map(|a| (ClusterSample::CpuAgents, a.pid())));

@@ -66,7 +66,7 @@ use report::Report;
 use workloads::Samples;
 
 const USAGE: &str = "\
-usage: concurrent-futures-bench [--quick] [--write] [--cluster [--ours-only] | --process]
+usage: concurrent-futures-bench [--quick] [--write] [--cluster [--ours-only [--calls-ahead=N]] | --process]
 
   --quick   smaller sizes, one repetition: a ~20 s smoke run
   --write   also rewrite BENCHMARKS.md at the workspace root
@@ -77,6 +77,9 @@ usage: concurrent-futures-bench [--quick] [--write] [--cluster [--ours-only] | -
   --ours-only
             with --cluster: only our two pools (no Python peers, nothing
             installed), printed, never written
+  --calls-ahead=N
+            with --ours-only: the cluster pool sends N calls ahead to each
+            worker (`Cluster::calls_ahead`) instead of the default
   --process only the process-pool rows (ours, procspawn, CPython), printed,
             never written: for comparing two builds of the library side by
             side, run after run
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
     }
     let (mut quick, mut write, mut cluster, mut process) = (false, false, false, false);
     let mut ours_only = false;
+    let mut calls_ahead = None;
     for arg in &args {
         match arg.as_str() {
             "--quick" => quick = true,
@@ -104,6 +108,15 @@ fn main() -> ExitCode {
             "--cluster" => cluster = true,
             "--process" => process = true,
             "--ours-only" => ours_only = true,
+            other if other.starts_with("--calls-ahead=") => {
+                match other["--calls-ahead=".len()..].parse::<usize>() {
+                    Ok(n) => calls_ahead = Some(n),
+                    Err(_) => {
+                        eprint!("--calls-ahead takes a number: {other:?}\n{USAGE}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -118,12 +131,13 @@ fn main() -> ExitCode {
         eprint!("--cluster and --process exclude each other\n{USAGE}");
         return ExitCode::FAILURE;
     }
-    if ours_only && (!cluster || write) {
-        eprint!("--ours-only goes with --cluster, and prints only\n{USAGE}");
+    if ours_only && (!cluster || write) || calls_ahead.is_some() && !ours_only {
+        eprint!("--ours-only goes with --cluster and prints only; --calls-ahead with it\n{USAGE}");
         return ExitCode::FAILURE;
     }
     if cluster {
-        return run_cluster(quick, write, ours_only);
+        let only = ours_only.then_some(cluster_only::OursOnly { calls_ahead });
+        return run_cluster(quick, write, only);
     }
     let cfg = if quick {
         Config::quick()
@@ -155,7 +169,7 @@ fn main() -> ExitCode {
 
 /// `--cluster`: the cluster rows alone.
 #[cfg(feature = "cluster")]
-fn run_cluster(quick: bool, write: bool, ours_only: bool) -> ExitCode {
+fn run_cluster(quick: bool, write: bool, ours_only: Option<cluster_only::OursOnly>) -> ExitCode {
     match cluster_bench::run(quick, write, ours_only, BENCHMARKS_MD) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -166,7 +180,7 @@ fn run_cluster(quick: bool, write: bool, ours_only: bool) -> ExitCode {
 }
 
 #[cfg(not(feature = "cluster"))]
-fn run_cluster(_quick: bool, _write: bool, _ours_only: bool) -> ExitCode {
+fn run_cluster(_quick: bool, _write: bool, _ours_only: Option<cluster_only::OursOnly>) -> ExitCode {
     eprintln!(
         "--cluster needs the bench crate's `cluster` feature: \
          cargo run --release -p concurrent-futures-bench --features cluster -- --cluster"
@@ -363,4 +377,14 @@ fn measure_process_pools(
         }
     }
     Ok(())
+}
+
+/// What `--ours-only` changes in a cluster run.
+mod cluster_only {
+    /// Only our two pools, printed; the cluster pool with this many calls
+    /// sent ahead, where given.
+    #[derive(Clone, Copy, Debug)]
+    pub struct OursOnly {
+        pub calls_ahead: Option<usize>,
+    }
 }

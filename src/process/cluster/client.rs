@@ -27,10 +27,10 @@ use super::runtime::{Publish, RuntimeThread, publisher};
 use crate::error::{ExitCause, WorkerId};
 use crate::process::transport::{Link, LinkEvents, SendAhead, StopHow, Stops, ToWorker, Transport};
 
-/// Calls a remote worker may hold beyond the one it runs: enough to hide
-/// a network round trip behind a short call.
-const CALLS_AHEAD: usize = 4;
-const SEND_AHEAD_MAX_BYTES: usize = 1 << 20;
+/// The largest call sent ahead: a bigger one waits for an idle worker.
+/// Its transfer takes longer than a round trip anyway, and so the calls
+/// a worker holds ahead stay within `calls_ahead` × 64 KiB.
+const SEND_AHEAD_MAX_BYTES: usize = 64 << 10;
 
 pub(crate) struct ClusterTransport {
     shared: Arc<Shared>,
@@ -46,6 +46,7 @@ struct Shared {
     probe_every: Duration,
     lost_after: Duration,
     placement_timeout: Duration,
+    calls_ahead: usize,
     nats: async_nats::Client,
     handle: tokio::runtime::Handle,
     out: mpsc::UnboundedSender<Publish>,
@@ -97,6 +98,7 @@ impl ClusterTransport {
             probe_every: cluster.probe_every,
             lost_after: cluster.lost_after,
             placement_timeout: cluster.placement_timeout,
+            calls_ahead: cluster.calls_ahead,
             nats,
             handle: handle.clone(),
             out,
@@ -399,7 +401,7 @@ impl Transport for ClusterTransport {
 
     fn send_ahead(&self) -> SendAhead {
         SendAhead {
-            calls: CALLS_AHEAD,
+            calls: self.shared.calls_ahead,
             max_bytes: SEND_AHEAD_MAX_BYTES,
         }
     }
@@ -489,9 +491,10 @@ impl RemoteLink {
                     messages,
                     caught_up,
                 })) => {
-                    for message in messages {
-                        events.received(message);
-                    }
+                    // As one batch, as a local worker's reader hands what
+                    // one read brought: the engine takes the answers under
+                    // one lock and sends the calls they free as one message.
+                    events.received_all(messages);
                     if caught_up {
                         events.caught_up();
                     }

@@ -101,7 +101,12 @@ pub struct Cluster {
     probe_every: Duration,
     lost_after: Duration,
     placement_timeout: Duration,
+    calls_ahead: usize,
 }
+
+/// Calls a remote worker may hold beyond the one it runs, unless set
+/// (`Cluster::calls_ahead`).
+const DEFAULT_CALLS_AHEAD: usize = 32;
 
 /// Shows where, never the credentials or the secret.
 impl std::fmt::Debug for Cluster {
@@ -130,6 +135,7 @@ impl Cluster {
             probe_every: Duration::from_millis(20),
             lost_after: Duration::from_secs(3),
             placement_timeout: Duration::from_secs(10),
+            calls_ahead: DEFAULT_CALLS_AHEAD,
         }
     }
 
@@ -256,6 +262,33 @@ impl Cluster {
     /// could not start a process.
     pub fn placement_timeout(mut self, limit: Duration) -> Cluster {
         self.placement_timeout = limit;
+        self
+    }
+
+    /// How many calls a client may send to a remote worker beyond the one
+    /// it runs (default 32; a local pool's workers hold 2). Calls sent
+    /// ahead hide the network's round trip, and travel together, so that
+    /// short calls cost a fraction of a message each. The price: a call
+    /// sent ahead is bound to its worker (queued again only if that worker
+    /// ends), and, like any dispatched call, counts as running, so
+    /// [`Future::cancel`](crate::Future::cancel) no longer stops it
+    /// ([`ProcessPoolExecutor::cancel`](crate::ProcessPoolExecutor::cancel)
+    /// does). Lower it for long calls, where balance matters more than a
+    /// round trip; 0 sends a call only to an idle worker, as does any call
+    /// over 64 KiB. Measured on loopback (2 agents of 1 slot, trivial
+    /// calls): 30 µs per call pipelined with 4 ahead, 7 µs with 32, 3 µs
+    /// with 128.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::process::cluster::Cluster;
+    ///
+    /// let cluster = Cluster::new("nats://127.0.0.1:4222", "renders").calls_ahead(0);
+    /// assert_eq!(cluster.pool(), "renders");
+    /// ```
+    pub fn calls_ahead(mut self, calls: usize) -> Cluster {
+        self.calls_ahead = calls;
         self
     }
 

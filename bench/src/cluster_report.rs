@@ -472,8 +472,9 @@ fn notes(cfg: &ClusterConfig) -> String {
 - Set-up: `nats-server -a 127.0.0.1 -p -1`; {a} agents, each this harness's \
 executable started with `CONCURRENT_FUTURES_AGENT=<url>`, \
 `CONCURRENT_FUTURES_POOL=<name>`, `CONCURRENT_FUTURES_SLOTS={s}` (the library's \
-constructor makes it an agent before `main`). Every path is loopback: client → \
-server → agent → worker pipe → agent → server → client. dask: \
+constructor makes it an agent before `main`). The cluster pool has the default \
+settings: 32 calls sent ahead to each worker (`Cluster::calls_ahead`). Every path \
+is loopback: client → server → agent → worker pipe → agent → server → client. dask: \
 `LocalCluster(n_workers={w}, threads_per_worker=1, processes=True, \
 dashboard_address=None)` and a `Client` (its scheduler runs in the client's \
 process, on a thread of its own). Ray: `ray.init(num_cpus={w}, \

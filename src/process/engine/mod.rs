@@ -25,7 +25,10 @@
 //!
 //! Without a per-task limit a chunk's answers come together when the chunk
 //! ends, so a crash fails every unanswered item of the executing call:
-//! any of them may have run.
+//! any of them may have run. A pool that breaks fails every future first
+//! and kills its other workers after (CPython's order), so that waiters do
+//! not wait behind dying processes; a done-callback that blocks delays
+//! those kills as long.
 //!
 //! # Threads and races
 //!

@@ -9,6 +9,8 @@
 //! cargo run --release -p concurrent-futures-bench -- --quick  # ~20 s smoke
 //! cargo run --release -p concurrent-futures-bench -- --write  # + BENCHMARKS.md
 //! cargo run --release -p concurrent-futures-bench --features cluster -- --cluster [--write]
+//! cargo run --release -p concurrent-futures-bench -- --process    # process rows, printed
+//! cargo run --release -p concurrent-futures-bench --features cluster -- --cluster --ours-only [--calls-ahead=N]
 //! ```
 //!
 //! `--cluster` (with this crate's `cluster` feature, which turns on the

@@ -567,6 +567,38 @@ fn a_worker_killed_with_sigkill_breaks_the_pool() {
 }
 
 #[test]
+fn a_callback_that_waits_for_another_future_of_a_broken_pool_does_not_hang_it() {
+    // SPEC P6, F5: the pool fails every future before any callback runs,
+    // so a callback of a queued future that waits for the running one
+    // finds it failed (failing them one by one, callbacks and all, left
+    // it waiting for a future only its own thread would fail).
+    let pool = pool(workers(1));
+    let gate = Gate::new();
+    let running = pool.submit(gated, gate.path()).unwrap();
+    let victim = gate.arrival();
+    // Two fill the worker's send-ahead; the next one stays queued.
+    let ahead: Vec<_> = (0..2).map(|_| pool.submit(square, 2).unwrap()).collect();
+    let queued = pool.submit(square, 3).unwrap();
+    let (seen, saw) = bounded(1);
+    let waited_for = running.clone();
+    queued.add_done_callback(move |f| {
+        let other = waited_for.result_timeout(LIMIT).map(|_| ()).unwrap_err();
+        let _ = seen.send((f.done(), other.clone()));
+    });
+    sigkill(victim.pid());
+    let (done, other) = saw
+        .recv_timeout(LIMIT)
+        .expect("the callback ran and returned");
+    assert!(done);
+    assert!(matches!(other, Error::Broken(_)), "{other:?}");
+    assert!(matches!(settle(&running), Err(Error::Broken(_))));
+    for f in ahead.iter().chain([&queued]) {
+        assert!(matches!(settle(f), Err(Error::Broken(_))));
+    }
+    drop(victim);
+}
+
+#[test]
 fn a_worker_that_aborts_breaks_the_pool() {
     // SPEC P6
     a_worker_death_breaks_the_pool(|victim| victim.order(ABORT), 6);

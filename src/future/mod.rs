@@ -697,6 +697,40 @@ mod tests {
     }
 
     #[test]
+    fn miri_a_quiet_completion_is_done_at_once_and_wakes_when_its_wake_drops() {
+        // Both storages: an unstarted task replaced, and a plain future.
+        let (tasked, job) = Future::<String>::with_task(1, || Ok(String::from("ran")));
+        let plain = Future::<String>::new();
+        let (tx, rx) = mpsc::channel();
+        for f in [&tasked, &plain] {
+            let tx = tx.clone();
+            f.add_done_callback(move |f| tx.send(f.done()).unwrap());
+        }
+        let waiter = {
+            let plain = plain.clone();
+            std::thread::spawn(move || plain.result().map(|v| v.len()))
+        };
+        let wakes: Vec<_> = [&tasked, &plain]
+            .map(|f| f.promise().complete_quietly(Ok(String::from("quiet"))))
+            .into_iter()
+            .map(|w| w.expect("not done before"))
+            .collect();
+        assert!(tasked.done() && plain.done());
+        assert!(rx.try_recv().is_err(), "no callback before the wakes drop");
+        assert!(
+            plain
+                .promise()
+                .complete_quietly(Ok(String::new()))
+                .is_none()
+        );
+        drop(wakes);
+        assert_eq!((rx.recv().unwrap(), rx.recv().unwrap()), (true, true));
+        assert_eq!(waiter.join().unwrap().unwrap(), 5);
+        job.run(&|| {});
+        assert_eq!(*tasked.result().unwrap(), "quiet");
+    }
+
+    #[test]
     fn state_byte_keeps_the_entries_flag_out_of_done_states() {
         let f: Future<()> = Future::new();
         let waiter = Arc::new(SetWaiter::new());

@@ -467,15 +467,33 @@ impl<T> Completing<'_, T> {
     /// wakes the waiters and runs the callbacks.
     pub(super) fn publish(self, outcome: Result<T, Error>) {
         let this = ManuallyDrop::new(self);
-        this.write_and_finish(Outcome::from_result(outcome));
+        this.write_and_finish(Outcome::from_result(outcome), false);
     }
 
-    fn write_and_finish(&self, outcome: Outcome<T>) {
+    /// Writes the outcome and publishes it (Completing -> Finished), but
+    /// leaves the waiters and callbacks to the returned [`Wake`]: so that
+    /// an executor failing many futures at once finishes them all before
+    /// any callback runs, and a callback that waits for another of them
+    /// finds it done.
+    pub(super) fn publish_quietly(self, outcome: Result<T, Error>) -> Wake<T> {
+        let this = ManuallyDrop::new(self);
+        let entries = this.write_and_finish(Outcome::from_result(outcome), true);
+        Wake::new(Arc::clone(this.inner), entries)
+    }
+
+    /// Writes `outcome`, moves to Finished and wakes the waiters, or with
+    /// `quiet` returns them, to be woken later.
+    fn write_and_finish(&self, outcome: Outcome<T>, quiet: bool) -> EntryList<T> {
         let inner = self.inner;
         let entries = self.entries;
+        let mut taken = EntryList::new();
         let mut finish = || {
-            let taken = inner.finish_owned(entries);
-            Inner::notify(inner, taken);
+            let finished = inner.finish_owned(entries);
+            if quiet {
+                taken = finished;
+            } else {
+                Inner::notify(inner, finished);
+            }
         };
         if self.had_task {
             // SAFETY: this token, taken from Pending, is what it requires.
@@ -485,14 +503,42 @@ impl<T> Completing<'_, T> {
             unsafe { inner.storage.write_outcome(outcome) };
             finish();
         }
+        taken
+    }
+}
+
+/// The waiters and callbacks of a future that finished quietly
+/// ([`Completing::publish_quietly`]): woken, and the callbacks run, when
+/// this is dropped (user code: contained as any completion's callbacks).
+#[must_use = "dropping it at once wakes the waiters at once"]
+pub(crate) struct Wake<T> {
+    inner: ManuallyDrop<Arc<Inner<T>>>,
+    entries: EntryList<T>,
+}
+
+impl<T> Wake<T> {
+    fn new(inner: Arc<Inner<T>>, entries: EntryList<T>) -> Self {
+        Wake {
+            inner: ManuallyDrop::new(inner),
+            entries,
+        }
+    }
+}
+
+impl<T> Drop for Wake<T> {
+    fn drop(&mut self) {
+        Inner::notify(&self.inner, std::mem::take(&mut self.entries));
+        // SAFETY: `inner` is taken once, here, and never used again.
+        let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        inner.model_arc_release();
+        contain_panic(move || drop(inner));
     }
 }
 
 impl<T> Drop for Completing<'_, T> {
     fn drop(&mut self) {
-        self.write_and_finish(Outcome::Failed(Box::new(Error::Failed(TaskError::new(
-            "the future's completion was abandoned",
-        )))));
+        let failure = Error::Failed(TaskError::new("the future's completion was abandoned"));
+        self.write_and_finish(Outcome::Failed(Box::new(failure)), false);
     }
 }
 
@@ -923,6 +969,21 @@ impl<T> Promise<T> {
     /// SPEC F7: true when it moved to running, false when cancelled.
     pub(crate) fn start(&self) -> bool {
         matches!(set_running_or_notify_cancel(&self.inner), Ok(true))
+    }
+
+    /// Completes with `outcome`, leaving the waking of its waiters and its
+    /// callbacks to the returned [`Wake`]; `None` when already done.
+    pub(crate) fn complete_quietly(&self, outcome: Result<T, Error>) -> Option<Wake<T>> {
+        match self
+            .inner
+            .try_complete(|p| matches!(p, Phase::Pending | Phase::Running))
+        {
+            Ok(completing) => Some(completing.publish_quietly(outcome)),
+            Err(_) => {
+                contain_panic(move || drop(outcome));
+                None
+            }
+        }
     }
 
     /// Completes with `outcome`; false when already done.

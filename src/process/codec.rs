@@ -28,7 +28,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::engine::{Call, Codec, Item, Items, Sink};
+use super::engine::{Call, Codec, Item, Items, Sink, Wake};
 use super::serde_messages;
 use super::worker::CallHandler;
 use crate::error::{Error, TaskError, TaskErrorKind, WorkerId, panic_message};
@@ -429,7 +429,7 @@ pub(crate) struct OneSink<R> {
     pub(crate) promise: Promise<R>,
 }
 
-impl<R: DeserializeOwned + Send + Sync> Sink for OneSink<R> {
+impl<R: DeserializeOwned + Send + Sync + 'static> Sink for OneSink<R> {
     fn start(&self) -> bool {
         self.promise.start()
     }
@@ -440,6 +440,11 @@ impl<R: DeserializeOwned + Send + Sync> Sink for OneSink<R> {
 
     fn fail(&self, _: usize, error: Error) {
         self.promise.complete(Err(error));
+    }
+
+    fn fail_quietly(&self, _: usize, error: Error) -> Option<Wake> {
+        let wake = self.promise.complete_quietly(Err(error))?;
+        Some(Wake::on_drop(move || drop(wake)))
     }
 
     fn cancel(&self, _: usize) {
@@ -456,7 +461,7 @@ pub(crate) struct ChunkSink<R> {
     pub(crate) promises: Vec<Promise<R>>,
 }
 
-impl<R: DeserializeOwned + Send + Sync> Sink for ChunkSink<R> {
+impl<R: DeserializeOwned + Send + Sync + 'static> Sink for ChunkSink<R> {
     fn start(&self) -> bool {
         // Every future is claimed (not just the first that succeeds), so
         // none of them stays pending while its chunk runs.
@@ -476,6 +481,11 @@ impl<R: DeserializeOwned + Send + Sync> Sink for ChunkSink<R> {
         if let Some(promise) = self.promises.get(index) {
             promise.complete(Err(error));
         }
+    }
+
+    fn fail_quietly(&self, index: usize, error: Error) -> Option<Wake> {
+        let wake = self.promises.get(index)?.complete_quietly(Err(error))?;
+        Some(Wake::on_drop(move || drop(wake)))
     }
 
     fn cancel(&self, index: usize) {

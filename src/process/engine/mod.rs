@@ -25,10 +25,12 @@
 //!
 //! Without a per-task limit a chunk's answers come together when the chunk
 //! ends, so a crash fails every unanswered item of the executing call:
-//! any of them may have run. A pool that breaks fails every future first
-//! and kills its other workers after (CPython's order), so that waiters do
-//! not wait behind dying processes; a done-callback that blocks delays
-//! those kills as long.
+//! any of them may have run. A pool that breaks fails every future before
+//! it wakes any waiter or runs any callback ([`Sink::fail_quietly`]), so
+//! a callback that waits for another of them finds it failed; then it
+//! kills its other workers (CPython's order), so that waiters do not wait
+//! behind dying processes; a done-callback that blocks delays those kills
+//! as long.
 //!
 //! # Threads and races
 //!
@@ -185,6 +187,18 @@ pub trait Sink: Send + Sync {
     /// worker died, broken pool).
     fn fail(&self, index: usize, error: Error);
 
+    /// [`fail`](Self::fail) in two steps, for the engine failing many
+    /// items at once (a broken pool): the item is failed now, and its
+    /// waiters are woken and its callbacks run only when the returned
+    /// [`Wake`] is dropped, which the engine does once every item of the
+    /// batch is failed. So a callback that waits for another item of the
+    /// batch finds it failed instead of waiting forever. The default fails
+    /// at once and returns `None`.
+    fn fail_quietly(&self, index: usize, error: Error) -> Option<Wake> {
+        self.fail(index, error);
+        None
+    }
+
     /// Cancels item `index`, which never started (shutdown with
     /// `cancel_futures`).
     fn cancel(&self, index: usize);
@@ -192,6 +206,47 @@ pub trait Sink: Send + Sync {
     /// Which item `key` names, if it is one of this call's: the key a
     /// front end passes to [`Engine::cancel_running`].
     fn position(&self, key: usize) -> Option<usize>;
+}
+
+/// What [`Sink::fail_quietly`] leaves to do (wake the failed item's
+/// waiters, run its callbacks), done when this is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use concurrent_futures::process::engine::Wake;
+///
+/// let woken = Rc::new(Cell::new(false));
+/// let flag = Rc::clone(&woken);
+/// let wake = Wake::on_drop(move || flag.set(true));
+/// assert!(!woken.get());
+/// drop(wake);
+/// assert!(woken.get());
+/// ```
+#[must_use = "dropping it at once wakes at once"]
+pub struct Wake(Option<Box<dyn FnOnce()>>);
+
+impl Wake {
+    /// A wake that runs `wake` when dropped.
+    pub fn on_drop(wake: impl FnOnce() + 'static) -> Wake {
+        Wake(Some(Box::new(wake)))
+    }
+}
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        if let Some(wake) = self.0.take() {
+            wake();
+        }
+    }
+}
+
+impl fmt::Debug for Wake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Wake")
+    }
 }
 
 /// One argument of a [`Call`]: which of the call's futures it is, and

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 
-use super::{Call, Items, Sink};
+use super::{Call, Items, Sink, Wake};
 use crate::error::{Error, WorkerId};
 use crate::process::transport::{Link, StopHow};
 
@@ -306,9 +306,13 @@ impl Settle {
 
     pub(super) fn run(mut self) {
         self.run_sends();
-        for (sink, index, error) in std::mem::take(&mut self.failed) {
-            sink.fail(index, error);
-        }
+        // Every item fails before any waiter wakes or callback runs: a
+        // callback that waits for another of them must find it failed.
+        let wakes: Vec<Wake> = std::mem::take(&mut self.failed)
+            .into_iter()
+            .filter_map(|(sink, index, error)| sink.fail_quietly(index, error))
+            .collect();
+        drop(wakes);
         for (sink, index) in std::mem::take(&mut self.cancelled) {
             sink.cancel(index);
         }

@@ -471,11 +471,10 @@ impl Shared {
         };
         // Cancelling runs callbacks and drops tasks: user code, so outside
         // the lock, and each on its own, so one that panics leaves no other
-        // future pending.
-        for job in cancelled {
-            drop_user_value(move || {
-                let _ = job.cancel();
-            });
+        // future pending. Every one is cancelled before any callback runs,
+        // so a callback that waits for another of them finds it cancelled.
+        for wake in quietly(cancelled, Job::cancel_quietly) {
+            drop_user_value(move || drop(wake));
         }
         if options.waits() {
             self.wait_for_workers();
@@ -584,9 +583,10 @@ impl Shared {
             (broken, self.jobs.try_iter().collect::<Vec<_>>())
         };
         tracing::error!(%message, "thread pool initializer panicked; the pool is broken");
-        for job in queued {
-            let error = Error::Broken(broken.clone());
-            drop_user_value(move || job.fail(error));
+        // As in `shutdown`: all fail before any callback runs.
+        let fail = |job: Arc<dyn Job>| job.fail_quietly(Error::Broken(broken.clone()));
+        for wake in quietly(queued, fail) {
+            drop_user_value(move || drop(wake));
         }
     }
 
@@ -602,6 +602,19 @@ impl Shared {
         // Another caller may have taken the handles: wait on the count too.
         self.life.wait_for_workers(inside);
     }
+}
+
+/// Settles each of `jobs` with `settle`, each step contained on its own
+/// (a task's `Drop` is user code); what is left to wake, in order.
+fn quietly(
+    jobs: Vec<Arc<dyn Job>>,
+    settle: impl Fn(Arc<dyn Job>) -> Option<Box<dyn std::any::Any>>,
+) -> Vec<Box<dyn std::any::Any>> {
+    let mut wakes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        drop_user_value(|| wakes.extend(settle(job)));
+    }
+    wakes
 }
 
 impl Default for ThreadPoolExecutor {

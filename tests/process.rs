@@ -599,6 +599,35 @@ fn a_callback_that_waits_for_another_future_of_a_broken_pool_does_not_hang_it() 
 }
 
 #[test]
+fn a_callback_that_waits_for_another_cancelled_future_does_not_hang_shutdown() {
+    // SPEC E3 (`cancel_futures`), F5: every queued future is cancelled
+    // before any callback runs.
+    let pool = pool(workers(1));
+    let gate = Gate::new();
+    let running = pool.submit(gated, gate.path()).unwrap();
+    let held = gate.arrival();
+    let ahead: Vec<_> = (0..2).map(|_| pool.submit(square, 2).unwrap()).collect();
+    let (first, second) = (
+        pool.submit(square, 3).unwrap(),
+        pool.submit(square, 4).unwrap(),
+    );
+    let (seen, saw) = bounded(1);
+    let waited_for = second.clone();
+    first.add_done_callback(move |_| {
+        let ended = waited_for.result_timeout(LIMIT).map(|_| ()).unwrap_err();
+        let _ = seen.send(ended.is_cancelled());
+    });
+    pool.shutdown_with(Shutdown::default().wait(false).cancel_futures(true));
+    assert!(saw.recv_timeout(LIMIT).expect("the callback returned"));
+    assert!(first.cancelled() && second.cancelled());
+    drop(held);
+    assert!(settle(&running).is_ok());
+    for f in &ahead {
+        assert_eq!(*settle(f).unwrap(), 4);
+    }
+}
+
+#[test]
 fn a_worker_that_aborts_breaks_the_pool() {
     // SPEC P6
     a_worker_death_breaks_the_pool(|victim| victim.order(ABORT), 6);

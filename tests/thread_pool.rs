@@ -217,6 +217,64 @@ fn a_panicking_initializer_breaks_the_pool() {
     ));
 }
 
+/// A done-callback on `first` that waits for `second` and reports how
+/// that wait ended (true: `second` had failed or was cancelled).
+fn callback_waiting_for(
+    first: &Future<u32>,
+    second: &Future<u32>,
+) -> crossbeam_channel::Receiver<bool> {
+    let (tx, rx) = unbounded();
+    let second = second.clone();
+    first.add_done_callback(move |_| {
+        let _ = tx.send(
+            second
+                .result_timeout(common::LIMIT)
+                .is_err_and(|e| !e.is_timeout()),
+        );
+    });
+    rx
+}
+
+#[test]
+fn a_callback_that_waits_for_another_failed_future_of_a_broken_pool_does_not_hang() {
+    // SPEC T3, F5: every queued future fails before any callback runs.
+    let (all_queued, queued) = gate();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(move || {
+            let _ = queued.recv();
+            panic!("no database")
+        })
+        .build()
+        .unwrap();
+    let first = pool.submit(|| 1).unwrap();
+    let second = pool.submit(|| 2).unwrap();
+    let reported = callback_waiting_for(&first, &second);
+    drop(all_queued);
+    assert!(recv(&reported), "the callback saw the other future fail");
+    assert!(matches!(settle(&second), Err(Error::Broken(_))));
+}
+
+#[test]
+fn a_callback_that_waits_for_another_cancelled_future_does_not_hang_shutdown() {
+    // SPEC E3 (`cancel_futures`), F5: every queued future is cancelled
+    // before any callback runs.
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (open, closed) = gate();
+    let running = occupy(&pool, 1, &closed);
+    let first = pool.submit(|| 1).unwrap();
+    let second = pool.submit(|| 2).unwrap();
+    let reported = callback_waiting_for(&first, &second);
+    pool.shutdown_with(Shutdown::default().wait(false).cancel_futures(true));
+    assert!(
+        recv(&reported),
+        "the callback saw the other future cancelled"
+    );
+    assert!(first.cancelled() && second.cancelled());
+    drop(open);
+    assert!(settle(&running[0]).is_ok());
+}
+
 #[test]
 fn a_panicking_initializer_fails_the_work_queued_on_a_wider_pool() {
     // SPEC T3

@@ -44,6 +44,7 @@
 //! * `handles` counts the `Future` values in existence (the executor's own
 //!   reference is not one), so the last handle may move the value out.
 
+use std::any::Any;
 use std::hash::Hash;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -384,10 +385,14 @@ pub(crate) trait Job: Send + Sync {
     /// the task, before the outcome is published; pools use it to count
     /// the worker as idle before anyone can react to the result.
     fn run(self: Arc<Self>, about_to_finish: &dyn Fn());
-    /// Cancels the task if it has not started (shutdown `cancel_futures`).
-    fn cancel(self: Arc<Self>) -> bool;
-    /// Fails the task with `error` if it has not started (broken pool).
-    fn fail(self: Arc<Self>, error: Error);
+    /// Cancels the task if it has not started (shutdown `cancel_futures`),
+    /// leaving the waking of its waiters and its callbacks to the drop of
+    /// what it returns (`None`: not cancelled now), so that a pool
+    /// cancelling many finishes them all before any callback runs.
+    fn cancel_quietly(self: Arc<Self>) -> Option<Box<dyn Any>>;
+    /// Fails the task with `error` if it has not started (broken pool),
+    /// quietly as [`cancel_quietly`](Self::cancel_quietly).
+    fn fail_quietly(self: Arc<Self>, error: Error) -> Option<Box<dyn Any>>;
 }
 
 impl<T, F> Job for Inner<T, TaskCell<T, F>>
@@ -400,19 +405,21 @@ where
         this.run_task(about_to_finish);
     }
 
-    fn cancel(self: Arc<Self>) -> bool {
+    fn cancel_quietly(self: Arc<Self>) -> Option<Box<dyn Any>> {
         let this: Arc<Inner<T>> = self;
-        let cancelled = this.cancel();
+        let wake = this.cancel_quietly();
         this.model_arc_release();
-        cancelled
+        wake.map(|w| Box::new(w) as Box<dyn Any>)
     }
 
-    fn fail(self: Arc<Self>, error: Error) {
+    fn fail_quietly(self: Arc<Self>, error: Error) -> Option<Box<dyn Any>> {
         let this: Arc<Inner<T>> = self;
-        if let Ok(completing) = this.try_complete(|p| p == Phase::Pending) {
-            completing.publish(Err(error));
-        }
+        let wake = match this.try_complete(|p| p == Phase::Pending) {
+            Ok(completing) => Some(completing.publish_quietly(Err(error))),
+            Err(_) => None,
+        };
         this.model_arc_release();
+        wake.map(|w| Box::new(w) as Box<dyn Any>)
     }
 }
 
@@ -874,6 +881,16 @@ impl<T> Inner<T> {
         contain_panic(move || drop(self));
     }
 
+    /// [`cancel`](Self::cancel), but the waiters are woken (and the
+    /// callbacks run) when the returned [`Wake`] drops; the task is dropped
+    /// now. `None` when it was not pending.
+    pub(super) fn cancel_quietly(self: &Arc<Self>) -> Option<Wake<T>> {
+        let entries = self.try_cancel().ok()?;
+        // SAFETY: our transition moved the future out of Pending.
+        unsafe { self.storage.drop_task() };
+        Some(Wake::new(Arc::clone(self), entries))
+    }
+
     /// Cancels a pending future: wakes its waiters, then drops its task.
     pub(super) fn cancel(self: &Arc<Self>) -> bool {
         match self.try_cancel() {
@@ -999,6 +1016,11 @@ impl<T> Promise<T> {
 
     pub(crate) fn cancel(&self) -> bool {
         self.inner.cancel()
+    }
+
+    /// Cancels it if pending, leaving the waking to the returned [`Wake`].
+    pub(crate) fn cancel_quietly(&self) -> Option<Wake<T>> {
+        self.inner.cancel_quietly()
     }
 
     pub(crate) fn id(&self) -> usize {

@@ -451,6 +451,11 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for OneSink<R> {
         self.promise.cancel();
     }
 
+    fn cancel_quietly(&self, _: usize) -> Option<Wake> {
+        let wake = self.promise.cancel_quietly()?;
+        Some(Wake::on_drop(move || drop(wake)))
+    }
+
     fn position(&self, key: usize) -> Option<usize> {
         (self.promise.id() == key).then_some(0)
     }
@@ -492,6 +497,11 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for ChunkSink<R> {
         if let Some(promise) = self.promises.get(index) {
             promise.cancel();
         }
+    }
+
+    fn cancel_quietly(&self, index: usize) -> Option<Wake> {
+        let wake = self.promises.get(index)?.cancel_quietly()?;
+        Some(Wake::on_drop(move || drop(wake)))
     }
 
     fn position(&self, key: usize) -> Option<usize> {

@@ -203,6 +203,14 @@ pub trait Sink: Send + Sync {
     /// `cancel_futures`).
     fn cancel(&self, index: usize);
 
+    /// [`cancel`](Self::cancel) in two steps, as
+    /// [`fail_quietly`](Self::fail_quietly). The default cancels at once
+    /// and returns `None`.
+    fn cancel_quietly(&self, index: usize) -> Option<Wake> {
+        self.cancel(index);
+        None
+    }
+
     /// Which item `key` names, if it is one of this call's: the key a
     /// front end passes to [`Engine::cancel_running`].
     fn position(&self, key: usize) -> Option<usize>;

@@ -306,16 +306,16 @@ impl Settle {
 
     pub(super) fn run(mut self) {
         self.run_sends();
-        // Every item fails before any waiter wakes or callback runs: a
-        // callback that waits for another of them must find it failed.
-        let wakes: Vec<Wake> = std::mem::take(&mut self.failed)
-            .into_iter()
+        // Every item fails or is cancelled before any waiter wakes or
+        // callback runs: a callback that waits for another of them must
+        // find it settled.
+        let failed = std::mem::take(&mut self.failed).into_iter();
+        let cancelled = std::mem::take(&mut self.cancelled).into_iter();
+        let wakes: Vec<Wake> = failed
             .filter_map(|(sink, index, error)| sink.fail_quietly(index, error))
+            .chain(cancelled.filter_map(|(sink, index)| sink.cancel_quietly(index)))
             .collect();
         drop(wakes);
-        for (sink, index) in std::mem::take(&mut self.cancelled) {
-            sink.cancel(index);
-        }
         // Dropping `self` sends the stops.
     }
 }

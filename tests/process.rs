@@ -566,18 +566,41 @@ fn a_worker_killed_with_sigkill_breaks_the_pool() {
     a_worker_death_breaks_the_pool(|victim| sigkill(victim.pid()), 9);
 }
 
+/// A pool of one worker, busy with a call held at a gate, with two calls
+/// sent ahead to it (its send-ahead is full): the next call stays queued.
+struct BusyWorker {
+    running: Future<u32>,
+    held: Arrival,
+    ahead: Vec<Future<u64>>,
+    gate: Gate,
+    pool: Pool,
+}
+
+impl BusyWorker {
+    fn new() -> BusyWorker {
+        let pool = pool(workers(1));
+        let gate = Gate::new();
+        let running = pool.submit(gated, gate.path()).unwrap();
+        let held = gate.arrival();
+        let ahead = (0..2).map(|_| pool.submit(square, 2).unwrap()).collect();
+        BusyWorker {
+            running,
+            held,
+            ahead,
+            gate,
+            pool,
+        }
+    }
+}
+
 #[test]
 fn a_callback_that_waits_for_another_future_of_a_broken_pool_does_not_hang_it() {
     // SPEC P6, F5: the pool fails every future before any callback runs,
     // so a callback of a queued future that waits for the running one
     // finds it failed (failing them one by one, callbacks and all, left
     // it waiting for a future only its own thread would fail).
-    let pool = pool(workers(1));
-    let gate = Gate::new();
-    let running = pool.submit(gated, gate.path()).unwrap();
-    let victim = gate.arrival();
-    // Two fill the worker's send-ahead; the next one stays queued.
-    let ahead: Vec<_> = (0..2).map(|_| pool.submit(square, 2).unwrap()).collect();
+    let busy = BusyWorker::new();
+    let (pool, running, victim) = (&busy.pool, &busy.running, &busy.held);
     let queued = pool.submit(square, 3).unwrap();
     let (seen, saw) = bounded(1);
     let waited_for = running.clone();
@@ -591,22 +614,18 @@ fn a_callback_that_waits_for_another_future_of_a_broken_pool_does_not_hang_it() 
         .expect("the callback ran and returned");
     assert!(done);
     assert!(matches!(other, Error::Broken(_)), "{other:?}");
-    assert!(matches!(settle(&running), Err(Error::Broken(_))));
-    for f in ahead.iter().chain([&queued]) {
+    assert!(matches!(settle(running), Err(Error::Broken(_))));
+    for f in busy.ahead.iter().chain([&queued]) {
         assert!(matches!(settle(f), Err(Error::Broken(_))));
     }
-    drop(victim);
 }
 
 #[test]
 fn a_callback_that_waits_for_another_cancelled_future_does_not_hang_shutdown() {
     // SPEC E3 (`cancel_futures`), F5: every queued future is cancelled
     // before any callback runs.
-    let pool = pool(workers(1));
-    let gate = Gate::new();
-    let running = pool.submit(gated, gate.path()).unwrap();
-    let held = gate.arrival();
-    let ahead: Vec<_> = (0..2).map(|_| pool.submit(square, 2).unwrap()).collect();
+    let busy = BusyWorker::new();
+    let pool = &busy.pool;
     let (first, second) = (
         pool.submit(square, 3).unwrap(),
         pool.submit(square, 4).unwrap(),
@@ -620,6 +639,13 @@ fn a_callback_that_waits_for_another_cancelled_future_does_not_hang_shutdown() {
     pool.shutdown_with(Shutdown::default().wait(false).cancel_futures(true));
     assert!(saw.recv_timeout(LIMIT).expect("the callback returned"));
     assert!(first.cancelled() && second.cancelled());
+    let BusyWorker {
+        running,
+        held,
+        ahead,
+        gate: _gate,
+        pool: _pool,
+    } = busy;
     drop(held);
     assert!(settle(&running).is_ok());
     for f in &ahead {

@@ -171,21 +171,29 @@ fn the_initializer_runs_once_per_worker_before_its_tasks() {
     assert_eq!(calls, ["init_0", "init_1", "init_2"]);
 }
 
+/// A pool of one worker whose initializer panics ("no database") once the
+/// returned gate is dropped, so that work can be queued before it breaks.
+fn one_worker_whose_initializer_fails_once_opened()
+-> (ThreadPoolExecutor, crossbeam_channel::Sender<()>) {
+    let (open, opened) = gate();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(move || {
+            let _ = opened.recv();
+            panic!("no database")
+        })
+        .build()
+        .unwrap();
+    (pool, open)
+}
+
 #[test]
 fn a_panicking_initializer_breaks_the_pool() {
     // SPEC T3
     // CPython: pending futures and later submits raise BrokenThreadPool.
     // The initializer fails only once all five are queued: before that,
     // a submit would already be refused.
-    let (all_queued, queued) = gate();
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .initializer(move || {
-            let _ = queued.recv();
-            panic!("no database")
-        })
-        .build()
-        .unwrap();
+    let (pool, all_queued) = one_worker_whose_initializer_fails_once_opened();
     let pending: Vec<Future<u32>> = (0..5).map(|i| pool.submit(move || i).unwrap()).collect();
     drop(all_queued);
     for f in &pending {
@@ -238,15 +246,7 @@ fn callback_waiting_for(
 #[test]
 fn a_callback_that_waits_for_another_failed_future_of_a_broken_pool_does_not_hang() {
     // SPEC T3, F5: every queued future fails before any callback runs.
-    let (all_queued, queued) = gate();
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .initializer(move || {
-            let _ = queued.recv();
-            panic!("no database")
-        })
-        .build()
-        .unwrap();
+    let (pool, all_queued) = one_worker_whose_initializer_fails_once_opened();
     let first = pool.submit(|| 1).unwrap();
     let second = pool.submit(|| 2).unwrap();
     let reported = callback_waiting_for(&first, &second);

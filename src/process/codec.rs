@@ -444,7 +444,7 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for OneSink<R> {
 
     fn fail_quietly(&self, _: usize, error: Error) -> Option<Wake> {
         let wake = self.promise.complete_quietly(Err(error))?;
-        Some(Wake::on_drop(move || drop(wake)))
+        Some(Wake::holding(wake))
     }
 
     fn cancel(&self, _: usize) {
@@ -453,7 +453,7 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for OneSink<R> {
 
     fn cancel_quietly(&self, _: usize) -> Option<Wake> {
         let wake = self.promise.cancel_quietly()?;
-        Some(Wake::on_drop(move || drop(wake)))
+        Some(Wake::holding(wake))
     }
 
     fn position(&self, key: usize) -> Option<usize> {
@@ -490,7 +490,7 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for ChunkSink<R> {
 
     fn fail_quietly(&self, index: usize, error: Error) -> Option<Wake> {
         let wake = self.promises.get(index)?.complete_quietly(Err(error))?;
-        Some(Wake::on_drop(move || drop(wake)))
+        Some(Wake::holding(wake))
     }
 
     fn cancel(&self, index: usize) {
@@ -501,7 +501,7 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for ChunkSink<R> {
 
     fn cancel_quietly(&self, index: usize) -> Option<Wake> {
         let wake = self.promises.get(index)?.cancel_quietly()?;
-        Some(Wake::on_drop(move || drop(wake)))
+        Some(Wake::holding(wake))
     }
 
     fn position(&self, key: usize) -> Option<usize> {

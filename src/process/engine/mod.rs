@@ -234,19 +234,32 @@ pub trait Sink: Send + Sync {
 /// assert!(woken.get());
 /// ```
 #[must_use = "dropping it at once wakes at once"]
-pub struct Wake(Option<Box<dyn FnOnce()>>);
+pub struct Wake {
+    /// Whatever does the waking as it drops.
+    _pending: Box<dyn std::any::Any>,
+}
 
 impl Wake {
     /// A wake that runs `wake` when dropped.
     pub fn on_drop(wake: impl FnOnce() + 'static) -> Wake {
-        Wake(Some(Box::new(wake)))
+        struct OnDrop<F: FnOnce()>(Option<F>);
+        impl<F: FnOnce()> Drop for OnDrop<F> {
+            fn drop(&mut self) {
+                if let Some(wake) = self.0.take() {
+                    wake();
+                }
+            }
+        }
+        Wake {
+            _pending: Box::new(OnDrop(Some(wake))),
+        }
     }
-}
 
-impl Drop for Wake {
-    fn drop(&mut self) {
-        if let Some(wake) = self.0.take() {
-            wake();
+    /// A wake that is `pending`, whose own drop does the waking (the
+    /// future's quiet completions).
+    pub(crate) fn holding(pending: impl std::any::Any) -> Wake {
+        Wake {
+            _pending: Box::new(pending),
         }
     }
 }

@@ -25,7 +25,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
-use crate::attach::attach;
+use crate::attach::{attach, drop_attached};
 use crate::future::FutureBase;
 use crate::names::names;
 use crate::worker::ForkSpec;
@@ -110,12 +110,33 @@ fn engine_error(py: Python<'_>, error: &cf::Error) -> Py<PyAny> {
 
 /// Where one call's outcome goes: its future.
 struct PySink {
-    future: Py<FutureBase>,
+    future: Option<Py<FutureBase>>,
+}
+
+impl PySink {
+    fn new(future: Py<FutureBase>) -> Self {
+        PySink {
+            future: Some(future),
+        }
+    }
+
+    fn future(&self) -> &Py<FutureBase> {
+        self.future.as_ref().expect("taken only by drop")
+    }
+}
+
+/// The engine drops a sink on its own threads, unattached; the future's
+/// reference must not wait in pyo3's deferred pool while a worker forks
+/// (see `drop_attached`).
+impl Drop for PySink {
+    fn drop(&mut self) {
+        drop_attached(self.future.take());
+    }
 }
 
 impl Sink for PySink {
     fn start(&self) -> bool {
-        matches!(self.future.get().start(), Ok(true))
+        matches!(self.future().get().start(), Ok(true))
     }
 
     fn answer(&self, _: usize, worker: &cf::WorkerId, outcome: Result<Bytes, Bytes>) {
@@ -136,14 +157,14 @@ impl Sink for PySink {
                 Ok((false, exc)) => Err(exc),
                 Err(e) => Err(e.into_value(py).into_any()),
             };
-            self.future.get().complete(outcome);
+            self.future().get().complete(outcome);
         });
     }
 
     fn fail(&self, _: usize, error: cf::Error) {
         attach(|py| {
             let exc = engine_error(py, &error);
-            let future = self.future.get();
+            let future = self.future().get();
             if matches!(error, cf::Error::Cancelled) {
                 future.complete_killed(exc);
             } else {
@@ -153,11 +174,11 @@ impl Sink for PySink {
     }
 
     fn cancel(&self, _: usize) {
-        self.future.get().inner.cancel();
+        self.future().get().inner.cancel();
     }
 
     fn position(&self, key: usize) -> Option<usize> {
-        (key == self.future.as_ptr() as usize).then_some(0)
+        (key == self.future().as_ptr() as usize).then_some(0)
     }
 }
 
@@ -287,9 +308,7 @@ impl ProcessEngine {
         payload: Bound<'_, PyBytes>,
     ) -> PyResult<()> {
         let arg = Bytes::from_owner(PyBackedBytes::from(payload));
-        let sink = Arc::new(PySink {
-            future: future.unbind(),
-        });
+        let sink = Arc::new(PySink::new(future.unbind()));
         match self.engine.submit(Call::single(Bytes::new(), arg), sink) {
             Ok(()) => Ok(()),
             Err(refused) => Err(PyErr::from_value(

@@ -10,9 +10,31 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::attach::drop_attached;
+
 /// The package's `_worker.Handler`, called for each message.
 struct PyHandler {
-    handler: Py<PyAny>,
+    handler: Option<Py<PyAny>>,
+}
+
+impl PyHandler {
+    fn new(handler: Py<PyAny>) -> Self {
+        PyHandler {
+            handler: Some(handler),
+        }
+    }
+
+    fn handler<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.handler.as_ref().expect("taken only by drop").bind(py)
+    }
+}
+
+/// The loop ends unattached; a forked worker must not leave the handler
+/// to pyo3's deferred references (see `drop_attached`).
+impl Drop for PyHandler {
+    fn drop(&mut self) {
+        drop_attached(self.handler.take());
+    }
 }
 
 /// A handler method that raised: the worker cannot go on. The traceback
@@ -45,7 +67,7 @@ impl PyHandler {
     ) -> Vec<u8> {
         Python::attach(|py| {
             let args = pyo3::types::PyTuple::new(py, args(py)).unwrap_or_else(|e| fatal(py, e));
-            match self.handler.bind(py).call_method1(method, args) {
+            match self.handler(py).call_method1(method, args) {
                 Ok(value) => value
                     .cast_into::<PyBytes>()
                     .map(|b| b.as_bytes().to_vec())
@@ -78,8 +100,7 @@ impl CallHandler for PyHandler {
     fn call(&mut self, function: &[u8], arg: &[u8], out: &mut Vec<u8>) -> Result<(), Vec<u8>> {
         Python::attach(|py| {
             let answer = self
-                .handler
-                .bind(py)
+                .handler(py)
                 .call_method1("call", (PyBytes::new(py, function), PyBytes::new(py, arg)));
             let (ok, data): (bool, Bound<'_, PyBytes>) = match answer.and_then(|a| a.extract()) {
                 Ok(pair) => pair,
@@ -117,7 +138,7 @@ impl CallHandler for PyHandler {
 /// `RuntimeError` when this process was not started as a worker.
 #[pyfunction]
 pub(crate) fn serve_worker(py: Python<'_>, handler: Py<PyAny>) -> PyResult<i32> {
-    let handler = PyHandler { handler };
+    let handler = PyHandler::new(handler);
     py.detach(|| serve_if_worker(handler))
         .ok_or_else(|| PyRuntimeError::new_err("this process is not a process pool's worker"))
 }
@@ -132,6 +153,6 @@ pub struct ForkSpec(pub(crate) ForkPipes);
 /// with which the child must `os._exit` at once.
 #[pyfunction]
 pub(crate) fn serve_forked_worker(py: Python<'_>, spec: &ForkSpec, handler: Py<PyAny>) -> i32 {
-    let handler = PyHandler { handler };
+    let handler = PyHandler::new(handler);
     py.detach(|| serve_forked(&spec.0, handler))
 }

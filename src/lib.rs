@@ -111,6 +111,7 @@ mod at_exit;
 mod error;
 mod future;
 mod lifecycle;
+mod pool_id;
 mod sync;
 mod task_context;
 mod wait;

@@ -24,36 +24,37 @@ use std::cell::Cell;
 use parking_lot::Mutex;
 
 use crate::error::Error;
+use crate::pool_id::NO_POOL;
 
 /// The task a thread is running and the pool it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TaskContext {
-    /// Identity of the pool whose queue the task came from (0: none).
-    pub(crate) pool: usize,
+    /// The pool whose queue the task came from ([`NO_POOL`]: none).
+    pub(crate) pool: u16,
     /// Identity of the running task's future.
     pub(crate) task: usize,
 }
 
 #[cfg(not(concurrent_futures_loom))]
 thread_local! {
-    static WORKER_POOL: Cell<usize> = const { Cell::new(0) };
+    static WORKER_POOL: Cell<u16> = const { Cell::new(NO_POOL) };
     static CURRENT_TASK: Cell<Option<TaskContext>> = const { Cell::new(None) };
 }
 
 // loom runs its threads on one OS thread: each needs loom's own locals.
 #[cfg(concurrent_futures_loom)]
 loom::thread_local! {
-    static WORKER_POOL: Cell<usize> = Cell::new(0);
+    static WORKER_POOL: Cell<u16> = Cell::new(NO_POOL);
     static CURRENT_TASK: Cell<Option<TaskContext>> = Cell::new(None);
 }
 
 /// Marks the current thread as a worker of `pool` for its whole life.
-pub(crate) fn set_worker_pool(pool: usize) {
+pub(crate) fn set_worker_pool(pool: u16) {
     WORKER_POOL.with(|p| p.set(pool));
 }
 
-/// The pool the current thread works for, 0 if none.
-pub(crate) fn worker_pool() -> usize {
+/// The pool the current thread works for, [`NO_POOL`] if none.
+pub(crate) fn worker_pool() -> u16 {
     WORKER_POOL.with(Cell::get)
 }
 

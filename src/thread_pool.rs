@@ -33,6 +33,7 @@ use crate::error::{
 use crate::executor::{ClosureExecutor, Executor, FnExecutor, Map, MapOptions, Shutdown};
 use crate::future::{Future, Job, drop_user_value};
 use crate::lifecycle::Lifecycle;
+use crate::pool_id::PoolId;
 use crate::task_context;
 
 /// A task the pool accepted: its future and, when asked for, the queue's
@@ -72,6 +73,8 @@ pub struct ThreadPoolExecutor {
 }
 
 struct Shared {
+    /// What its futures and workers know it by (SPEC B7).
+    id: PoolId,
     max_workers: usize,
     name_prefix: String,
     initializer: Option<Initializer>,
@@ -173,6 +176,7 @@ impl ThreadPoolBuilder {
         let (sender, jobs) = crossbeam_channel::unbounded();
         let pool = ThreadPoolExecutor {
             shared: Arc::new(Shared {
+                id: PoolId::new(),
                 max_workers,
                 name_prefix,
                 initializer: self.initializer,
@@ -231,7 +235,7 @@ impl ThreadPoolExecutor {
     }
 
     /// Identity of this pool, as futures and workers know it.
-    pub(crate) fn id(&self) -> usize {
+    pub(crate) fn id(&self) -> u16 {
         self.shared.id()
     }
 
@@ -452,8 +456,8 @@ impl ThreadPoolExecutor {
 }
 
 impl Shared {
-    fn id(&self) -> usize {
-        self as *const Shared as usize
+    fn id(&self) -> u16 {
+        self.id.get()
     }
 
     fn shutdown(&self, options: Shutdown) {

@@ -186,7 +186,7 @@ fn wait_until<'a, T: 'a>(
     let mut failed = futures.iter().any(Future::failed);
     // SPEC B7: a worker waiting on tasks of its own pool runs the ones
     // nobody started, so a saturated pool cannot wait on itself.
-    let on_worker = crate::task_context::worker_pool() != 0;
+    let on_worker = crate::task_context::worker_pool() != crate::pool_id::NO_POOL;
     for f in futures.iter().filter(|_| on_worker) {
         if satisfied(done, failed) || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -326,7 +326,7 @@ impl<T> Completions<T> {
             waiter,
             deadline,
             timed_out: false,
-            on_worker: crate::task_context::worker_pool() != 0,
+            on_worker: crate::task_context::worker_pool() != crate::pool_id::NO_POOL,
             inline_cursor: 0,
         }
     }

@@ -16,7 +16,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use concurrent_futures::{ALL_COMPLETED, Error, FIRST_COMPLETED, Future, as_completed, wait};
+use concurrent_futures::{
+    ALL_COMPLETED, Error, FIRST_COMPLETED, Future, TaskError, as_completed, wait,
+};
 use loom::thread;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -320,6 +322,27 @@ fn pool_task_outcome_dropped_by_the_last_reference() {
         let (f, queued) = concurrent_futures::loom_hooks::task_future(task);
         let worker = thread::spawn(move || queued.run());
         drop(f);
+        worker.join().unwrap();
+        assert_eq!(consumed.load(SeqCst), 1);
+    });
+}
+
+// The outcome's kind is a flag in the state byte, not a tag in the
+// storage: a failure set while the worker runs the task is read as the
+// failure, the task's value as the value, and the last handle moving
+// either out (the `TAKEN` flag) races the queue's reference going away.
+#[test]
+fn pool_task_failure_or_value_moved_out_by_the_last_handle() {
+    model(|| {
+        let (consumed, task) = counted_task(5);
+        let (f, queued) = concurrent_futures::loom_hooks::task_future(task);
+        let worker = thread::spawn(move || queued.run());
+        let failed = f.set_exception(TaskError::new("first")).is_ok();
+        match f.into_result() {
+            Ok(v) => assert!(!failed && v == 5),
+            Err(Error::Failed(e)) => assert!(failed && e.to_string().contains("first")),
+            Err(e) => panic!("unexpected {e}"),
+        }
         worker.join().unwrap();
         assert_eq!(consumed.load(SeqCst), 1);
     });

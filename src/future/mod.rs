@@ -11,12 +11,13 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, InvalidStateError, TaskError};
+use crate::pool_id::{NO_POOL, PoolId};
 use crate::task_context;
 use crate::waiter::{AsyncWaiter, SetWaiter, ThreadWaiter};
 
 pub use self::state::State;
 use self::state::{
-    Entry, Inner, Outcome, Phase, complete, run_callback, set_running_or_notify_cancel,
+    Entry, Inner, Outcome, OutcomeRef, Phase, complete, run_callback, set_running_or_notify_cancel,
 };
 pub(crate) use self::state::{Job, Promise, contain_panic as drop_user_value};
 
@@ -72,13 +73,13 @@ impl<T> Future<T> {
     {
         // A future without a task carries one that is never run: it only
         // fills the storage's Pending member, and costs nothing (zero-sized).
-        Future::adopt(Arc::new(Inner::new(0, || Err(Error::Cancelled))))
+        Future::adopt(Arc::new(Inner::new(NO_POOL, || Err(Error::Cancelled))))
     }
 
     /// A pending future that carries `task`, runnable by a worker of `pool`,
     /// and the queue's reference to it. One allocation holds both the
     /// future's state and the task.
-    pub(crate) fn with_task<F>(pool: usize, task: F) -> (Self, Arc<dyn Job>)
+    pub(crate) fn with_task<F>(pool: u16, task: F) -> (Self, Arc<dyn Job>)
     where
         F: FnOnce() -> Result<T, Error> + Send + 'static,
         T: Send + Sync + 'static,
@@ -184,8 +185,7 @@ impl<T> Future<T> {
     pub(crate) fn run_inline_if_own_pool(&self) -> bool {
         let inner = &self.inner;
         if inner.phase() != Phase::Pending
-            || inner.origin == 0
-            || inner.origin != task_context::worker_pool()
+            || !PoolId::runs_inline(task_context::worker_pool(), inner.origin)
         {
             return false;
         }
@@ -207,9 +207,9 @@ impl<T> Future<T> {
             // SAFETY: Finished was seen with Acquire, and `self` is a
             // handle, so no `take_outcome` runs while `&self` lives.
             match unsafe { self.inner.outcome() } {
-                Outcome::Value(v) => Ok(v),
-                Outcome::Failed(e) => Err((**e).clone()),
-                Outcome::Taken => Err(Error::Cancelled),
+                OutcomeRef::Value(v) => Ok(v),
+                OutcomeRef::Failed(e) => Err(e.clone()),
+                OutcomeRef::Taken => Err(Error::Cancelled),
             }
         } else {
             Err(Error::Cancelled)
@@ -431,7 +431,10 @@ impl<T> Future<T> {
         // none can appear: handles are made only from handles, and the
         // done transition counts its callbacks' handle before publishing.
         // Queue references never read the storage.
-        Ok(unsafe { self.inner.take_outcome() }.into_result())
+        Ok(
+            unsafe { self.inner.take_outcome() }
+                .map_or(Err(Error::Cancelled), Outcome::into_result),
+        )
     }
 
     /// Attaches `callback`, called with the future when it finishes or is
@@ -728,6 +731,71 @@ mod tests {
         assert_eq!(waiter.join().unwrap().unwrap(), 5);
         job.run(&|| {});
         assert_eq!(*tasked.result().unwrap(), "quiet");
+    }
+
+    /// Counts its drops: a value whose storage must be dropped once.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn miri_a_value_and_a_failure_share_the_storage_and_each_drops_once() {
+        // The storage has no tag of its own: the state byte says which
+        // member is live, and whether the last handle moved it out.
+        let drops = Arc::new(AtomicUsize::new(0));
+        let failed = Future::<Counted>::new();
+        failed.set_exception(TaskError::new("no")).unwrap();
+        let shared = failed.clone();
+        assert!(matches!(shared.result(), Err(Error::Failed(e)) if e.to_string().contains("no")));
+        drop(shared);
+        assert!(matches!(failed.take_outcome(), Ok(Err(Error::Failed(_)))));
+
+        let kept = Future::new();
+        kept.set_result(Counted(Arc::clone(&drops))).unwrap();
+        let other = kept.clone();
+        drop(kept);
+        assert_eq!(drops.load(Relaxed), 0);
+        drop(other);
+        assert_eq!(drops.load(Relaxed), 1, "dropped with the last reference");
+
+        let taken = Future::new();
+        taken.set_result(Counted(Arc::clone(&drops))).unwrap();
+        let Ok(Ok(value)) = taken.take_outcome() else {
+            panic!("the last handle moves the value out");
+        };
+        assert_eq!(drops.load(Relaxed), 1, "moved out, not dropped");
+        drop(value);
+        assert_eq!(drops.load(Relaxed), 2);
+
+        // A task's panic is written over the task's own bytes.
+        let (panicked, job) = Future::<Counted>::with_task(1, || panic!("boom"));
+        job.run(&|| {});
+        assert!(matches!(panicked.result(), Err(Error::Failed(_))));
+        let (ran, job) = Future::with_task(1, {
+            let drops = Arc::clone(&drops);
+            move || Ok(Counted(drops))
+        });
+        job.run(&|| {});
+        assert!(ran.done());
+        drop(ran);
+        assert_eq!(drops.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn a_pool_future_of_a_word_sized_task_and_value_is_one_40_byte_allocation() {
+        // Issue 10, row 6b: `Arc`'s two counts and the state; 40 bytes is
+        // glibc's 48-byte chunk, where 48 or 56 would take a 64-byte one.
+        fn allocation<T, F: FnOnce() -> Result<T, Error> + Send>(_: &F) -> usize {
+            2 * size_of::<usize>() + size_of::<Inner<T, state::TaskCell<T, F>>>()
+        }
+        let captured = 7u64;
+        let task = move || Ok(captured * 2);
+        assert_eq!(allocation(&task), 40);
+        assert_eq!(allocation(&|| Ok(0u64)), 40);
     }
 
     #[test]

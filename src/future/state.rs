@@ -2,8 +2,10 @@
 //!
 //! # Phases
 //!
-//! One atomic byte holds the [`Phase`] and a flag, `HAS_ENTRIES`, that
-//! says the entry list (waiters and callbacks) is non-empty. The phase
+//! One atomic byte holds the [`Phase`] and three flags: `HAS_ENTRIES`
+//! (the entry list of waiters and callbacks is non-empty), and, once
+//! Finished, `FAILED` (the outcome is a failure, not a value) and `TAKEN`
+//! (the last handle moved it out). The phase
 //! moves only through the transitions below; each is a method here, and
 //! the ones that grant access to the future's storage return a token, the
 //! only way to reach that access:
@@ -16,19 +18,23 @@
 //! | Completing | Finished | `Completing::publish` | | the `Completing` holder |
 //! | Pending | Cancelled | `try_cancel` | the task (dropped unrun) | `cancel`, shutdown with `cancel_futures` |
 //! | Cancelled | CancelledNotified | `acknowledge_cancel` | | an executor acknowledging a cancel |
+//! | Finished | Finished + `TAKEN` | `take_outcome` | the outcome, moved out | the last handle |
 //!
 //! Every race (cancel vs. start, two `set_result`s, a timeout vs. the
 //! completion) is settled by one compare-and-swap on that byte.
 //!
 //! # Who may touch what
 //!
-//! * The storage is one union: the task while Pending, the outcome once
-//!   Finished (one allocation per future, sized for the larger of the
-//!   two). Only a `Starting` token reads the task out, only a `Completing`
-//!   token writes the outcome, only a transition out of Pending drops an
+//! * The storage is one untagged union: the task while Pending, then the
+//!   value or the (boxed) failure, as `FAILED` says (one allocation per
+//!   future, sized for the largest of the three: a word for a small task
+//!   and value, so that a pool's future is 40 bytes with `Arc`'s counts).
+//!   Only a `Starting` token reads the task out, only a `Completing`
+//!   token writes the outcome, and `FAILED` is stored with Finished, in
+//!   the same Release store; only a transition out of Pending drops an
 //!   unrun task. Anyone may read the outcome after an Acquire load saw
 //!   Finished; nobody writes it again, except `take_outcome`, which needs
-//!   the last handle.
+//!   the last handle and sets `TAKEN`, so the drop skips what it moved.
 //! * Starting and Completing are *owned* phases: they last a copy of the
 //!   task or a write of the outcome, never user code, and while one lasts
 //!   nobody else changes the state byte (a completer or a registration
@@ -76,6 +82,11 @@ pub(super) enum Phase {
 
 const PHASE_BITS: u8 = 0b0111;
 const HAS_ENTRIES: u8 = 0b1000;
+/// Set with Finished when the outcome is a failure: the storage holds no
+/// tag of its own, so a small value and a failure share its bytes.
+const FAILED: u8 = 0b1_0000;
+/// Set on a Finished future whose outcome the last handle moved out.
+const TAKEN: u8 = 0b10_0000;
 
 impl Phase {
     fn of(word: u8) -> Phase {
@@ -141,13 +152,11 @@ fn wait_for_owner(spins: &mut u32) {
     }
 }
 
-/// What a finished future holds.
+/// What a finished future holds, on its way in or out of the storage.
 pub(super) enum Outcome<T> {
     Value(T),
-    /// Boxed: failures are rare, and a small outcome keeps the union small.
+    /// Boxed: failures are rare, and a pointer keeps the union small.
     Failed(Box<Error>),
-    /// Moved out by the last handle.
-    Taken,
 }
 
 impl<T> Outcome<T> {
@@ -162,15 +171,32 @@ impl<T> Outcome<T> {
         match self {
             Outcome::Value(v) => Ok(v),
             Outcome::Failed(e) => Err(*e),
-            Outcome::Taken => Err(Error::Cancelled),
+        }
+    }
+
+    /// The state byte's flag that says which member holds it.
+    fn flag(&self) -> u8 {
+        match self {
+            Outcome::Value(_) => 0,
+            Outcome::Failed(_) => FAILED,
         }
     }
 }
 
-/// The task, then the outcome, in one place.
+/// The published outcome, as a handle reads it.
+pub(super) enum OutcomeRef<'a, T> {
+    Value(&'a T),
+    Failed(&'a Error),
+    /// Moved out by the last handle.
+    Taken,
+}
+
+/// The task, then the outcome, in one place. Untagged: the phase says
+/// whether the task is live, the `FAILED` flag which outcome member is.
 union Slot<T, F> {
     task: ManuallyDrop<F>,
-    outcome: ManuallyDrop<Outcome<T>>,
+    value: ManuallyDrop<T>,
+    failure: ManuallyDrop<Box<Error>>,
 }
 
 /// A future's storage for a task of type `F`.
@@ -221,18 +247,36 @@ pub(crate) trait Storage<T> {
     /// The caller holds `Completing` taken from Running (the task is gone).
     unsafe fn write_outcome(&self, outcome: Outcome<T>);
 
+    /// The outcome: the failure if `failed`, else the value.
+    ///
     /// # Safety
     ///
-    /// An Acquire load saw Finished, and no `take_outcome` can run while
-    /// the reference lives.
-    unsafe fn outcome(&self) -> &Outcome<T>;
+    /// An Acquire load saw Finished, with `FAILED` as `failed` and without
+    /// `TAKEN`, and no `take_outcome` can run while the reference lives.
+    unsafe fn outcome(&self, failed: bool) -> Result<&T, &Error>;
 
-    /// Moves the outcome out, leaving `Taken`.
+    /// Moves the outcome out; the caller marks it `TAKEN`.
     ///
     /// # Safety
     ///
-    /// Finished was seen, and the caller is the last handle.
-    unsafe fn take_outcome(&self) -> Outcome<T>;
+    /// As for `outcome`, and the caller is the last handle (or the drop).
+    unsafe fn take_outcome(&self, failed: bool) -> Outcome<T>;
+}
+
+/// Writes `outcome` into its union member.
+///
+/// # Safety
+///
+/// The caller may write the outcome, and the union holds nothing live.
+unsafe fn write_member<T, F>(slot: *mut Slot<T, F>, outcome: Outcome<T>) {
+    // SAFETY: forwarded to the caller; assigning a `ManuallyDrop` member
+    // drops nothing.
+    unsafe {
+        match outcome {
+            Outcome::Value(v) => (*slot).value = ManuallyDrop::new(v),
+            Outcome::Failed(e) => (*slot).failure = ManuallyDrop::new(e),
+        }
+    }
 }
 
 impl<T, F: FnOnce() -> Result<T, Error> + Send> Storage<T> for TaskCell<T, F> {
@@ -260,7 +304,7 @@ impl<T, F: FnOnce() -> Result<T, Error> + Send> Storage<T> for TaskCell<T, F> {
         // written over.
         let task = self.slot.with_mut(|slot| unsafe {
             let task = ManuallyDrop::take(&mut (*slot).task);
-            (*slot).outcome = ManuallyDrop::new(outcome);
+            write_member(slot, outcome);
             task
         });
         published();
@@ -270,19 +314,31 @@ impl<T, F: FnOnce() -> Result<T, Error> + Send> Storage<T> for TaskCell<T, F> {
     unsafe fn write_outcome(&self, outcome: Outcome<T>) {
         // SAFETY: forwarded to the caller; the union holds nothing live.
         self.slot
-            .with_mut(|slot| unsafe { (*slot).outcome = ManuallyDrop::new(outcome) });
+            .with_mut(|slot| unsafe { write_member(slot, outcome) });
     }
 
-    unsafe fn outcome(&self) -> &Outcome<T> {
-        // SAFETY: forwarded to the caller; Finished means the outcome is
-        // the live member.
-        self.slot.with(|slot| unsafe { &*(*slot).outcome })
+    unsafe fn outcome(&self, failed: bool) -> Result<&T, &Error> {
+        // SAFETY: forwarded to the caller: Finished and `failed` say which
+        // member is live, and nobody writes it while the reference lives.
+        self.slot.with(|slot| unsafe {
+            if failed {
+                Err(&**(*slot).failure)
+            } else {
+                Ok(&*(*slot).value)
+            }
+        })
     }
 
-    unsafe fn take_outcome(&self) -> Outcome<T> {
-        // SAFETY: forwarded to the caller.
-        self.slot
-            .with_mut(|slot| unsafe { std::mem::replace(&mut *(*slot).outcome, Outcome::Taken) })
+    unsafe fn take_outcome(&self, failed: bool) -> Outcome<T> {
+        // SAFETY: forwarded to the caller; the caller's `TAKEN` keeps the
+        // moved-out member from being read or dropped again.
+        self.slot.with_mut(|slot| unsafe {
+            if failed {
+                Outcome::Failed(ManuallyDrop::take(&mut (*slot).failure))
+            } else {
+                Outcome::Value(ManuallyDrop::take(&mut (*slot).value))
+            }
+        })
     }
 }
 
@@ -319,10 +375,10 @@ type Entries<T> = Option<Box<EntryList<T>>>;
 pub(crate) struct Inner<T, S: ?Sized + Storage<T> = dyn Storage<T>> {
     state: AtomicU8,
     lock: RawLock,
-    /// 32 bits, so it shares a word with `state` and `lock`.
+    /// The pool that may run this task inline (SPEC B7; `NO_POOL`: none).
+    /// 16 bits, so that it, `state`, `lock` and `handles` share a word.
+    pub(super) origin: u16,
     pub(super) handles: AtomicU32,
-    /// Identity of the pool that may run this task inline (0: none).
-    pub(super) origin: usize,
     entries: UnsafeCell<Entries<T>>,
     storage: S,
 }
@@ -340,13 +396,15 @@ impl<T, S: ?Sized + Storage<T>> Drop for Inner<T, S> {
     fn drop(&mut self) {
         self.model_arc_acquire();
         // The phase says which member of the union is live.
-        match Phase::of(self.state.load(Acquire)) {
+        let word = self.state.load(Acquire);
+        match Phase::of(word) {
             // SAFETY: nobody left Pending, so the task was never taken;
             // `&mut self` is the only access left.
             Phase::Pending => unsafe { self.storage.drop_task() },
-            Phase::Finished => {
-                // SAFETY: Finished was seen and nobody else is left.
-                let outcome = unsafe { self.storage.take_outcome() };
+            Phase::Finished if word & TAKEN == 0 => {
+                // SAFETY: Finished was seen, not taken, and nobody else is
+                // left.
+                let outcome = unsafe { self.storage.take_outcome(word & FAILED != 0) };
                 contain_panic(move || drop(outcome));
             }
             // Cancelled and started futures gave their task up already;
@@ -365,7 +423,7 @@ impl<T, S: ?Sized + Storage<T>> Inner<T, S> {
 }
 
 impl<T, F: FnOnce() -> Result<T, Error> + Send> Inner<T, TaskCell<T, F>> {
-    pub(super) fn new(origin: usize, task: F) -> Self {
+    pub(super) fn new(origin: u16, task: F) -> Self {
         Inner {
             state: AtomicU8::new(Phase::Pending as u8),
             lock: RawLock::new(),
@@ -493,9 +551,10 @@ impl<T> Completing<'_, T> {
     fn write_and_finish(&self, outcome: Outcome<T>, quiet: bool) -> EntryList<T> {
         let inner = self.inner;
         let entries = self.entries;
+        let flag = outcome.flag();
         let mut taken = EntryList::new();
         let mut finish = || {
-            let finished = inner.finish_owned(entries);
+            let finished = inner.finish_owned(entries, flag);
             if quiet {
                 taken = finished;
             } else {
@@ -678,21 +737,23 @@ impl<T> Inner<T> {
         }
     }
 
-    /// Leaves an owned phase: nobody else changed the byte meanwhile.
-    fn leave_owned(&self, to: Phase, entries: u8) {
+    /// Leaves an owned phase, with `flags` (`HAS_ENTRIES`, `FAILED`):
+    /// nobody else changed the byte meanwhile.
+    fn leave_owned(&self, to: Phase, flags: u8) {
         // ORDERING: Release publishes what the owner did.
-        self.state.store(to as u8 | entries, Release);
+        self.state.store(to as u8 | flags, Release);
     }
 
-    /// Completing -> Finished, taking the entries if there are any.
-    fn finish_owned(&self, entries: u8) -> EntryList<T> {
+    /// Completing -> Finished with the outcome's `flag`, taking the
+    /// entries if there are any.
+    fn finish_owned(&self, entries: u8, flag: u8) -> EntryList<T> {
         if entries == 0 {
-            self.leave_owned(Phase::Finished, 0);
+            self.leave_owned(Phase::Finished, flag);
             return EntryList::new();
         }
         self.with_entries(|list| {
             let taken = self.take_entries(list);
-            self.leave_owned(Phase::Finished, 0);
+            self.leave_owned(Phase::Finished, flag);
             taken
         })
     }
@@ -809,19 +870,35 @@ impl<T> Inner<T> {
     ///
     /// An Acquire load saw Finished, and no `take_outcome` can run while
     /// the returned reference lives.
-    pub(super) unsafe fn outcome(&self) -> &Outcome<T> {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.storage.outcome() }
+    pub(super) unsafe fn outcome(&self) -> OutcomeRef<'_, T> {
+        // Relaxed: the caller's Acquire load saw Finished, and the flags
+        // were stored with it (only `TAKEN` comes later, by the last
+        // handle, which the caller's contract rules out).
+        let word = self.state.load(Relaxed);
+        if word & TAKEN != 0 {
+            return OutcomeRef::Taken;
+        }
+        // SAFETY: forwarded to the caller; `FAILED` came with Finished.
+        match unsafe { self.storage.outcome(word & FAILED != 0) } {
+            Ok(value) => OutcomeRef::Value(value),
+            Err(failure) => OutcomeRef::Failed(failure),
+        }
     }
 
-    /// Moves the outcome out.
+    /// Moves the outcome out, leaving `TAKEN`; `None` if already taken.
     ///
     /// # Safety
     ///
     /// Finished was seen, and the caller is the last handle.
-    pub(super) unsafe fn take_outcome(&self) -> Outcome<T> {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.storage.take_outcome() }
+    pub(super) unsafe fn take_outcome(&self) -> Option<Outcome<T>> {
+        // Relaxed: as in `outcome`; the last handle is the only writer of
+        // `TAKEN`, and the drop acquires through `Arc`'s count.
+        let word = self.state.fetch_or(TAKEN, Relaxed);
+        if word & TAKEN != 0 {
+            return None;
+        }
+        // SAFETY: forwarded to the caller; `TAKEN` was clear and is now set.
+        Some(unsafe { self.storage.take_outcome(word & FAILED != 0) })
     }
 
     /// Wakes waiters, then runs callbacks in the order they were added.

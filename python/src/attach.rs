@@ -103,8 +103,12 @@ pub(crate) fn attach<R>(f: impl FnOnce(Python<'_>) -> R) -> Option<R> {
 /// so that their references go at once instead of through pyo3's pool of
 /// deferred ones: a thread that is in that pool's lock when the pool's
 /// process forks leaves the lock held in the fork for good, and a forked
-/// worker that then drops an object unattached hangs. (Once the
-/// interpreter is exiting, it is dropped as it is.)
+/// worker that then drops an object unattached hangs. Once the
+/// interpreter is exiting it is leaked instead: nothing may attach then,
+/// and the process is ending.
 pub(crate) fn drop_attached<T>(value: T) {
-    let _ = attach(move |_| drop(value));
+    let mut value = Some(value);
+    if attach(|_| drop(value.take())).is_none() {
+        std::mem::forget(value);
+    }
 }

@@ -277,6 +277,8 @@ fn fire(weak: Py<PyWeakrefReference>) {
             e.write_unraisable(py, Some(&object));
         }
     });
+    // Attached, or leaked once the interpreter is exiting.
+    attach::drop_attached(weak);
 }
 
 /// A crate error as the Python exception CPython would raise.

@@ -22,7 +22,6 @@ use concurrent_futures::process::engine::{Call, Codec, Engine, EngineOptions, Si
 use concurrent_futures::process::{ForkPipes, Launcher};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
 use crate::attach::{attach, drop_attached};
@@ -62,6 +61,23 @@ impl Codec for PickleCodec {
 
     fn failure_text(&self, failure: &[u8]) -> String {
         split_failure(failure).0
+    }
+}
+
+/// A Python object that the engine may drop on its own threads (the
+/// launcher's fork callable, dropped with the engine): released attached,
+/// not through pyo3's deferred pool (see `drop_attached`).
+struct Attached(Option<Py<PyAny>>);
+
+impl Attached {
+    fn get(&self) -> &Py<PyAny> {
+        self.0.as_ref().expect("taken only by drop")
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        drop_attached(self.0.take());
     }
 }
 
@@ -182,6 +198,26 @@ impl Sink for PySink {
     }
 }
 
+/// Pickles of calls from this size up are copied without the GIL.
+const LARGE_PICKLE: usize = 1 << 20;
+
+/// The engine's copy of a pickled call. A copy, not the `bytes` object
+/// itself: the engine drops a call on its own threads, unattached, when
+/// its answer comes (under its locks, where attaching could wait for a
+/// thread that waits for them), and an object dropped unattached waits
+/// in pyo3's deferred pool, whose lock a fork can inherit held (see
+/// `drop_attached`). The copy is cheap next to the pickling.
+fn pickled_call(py: Python<'_>, payload: &Bound<'_, PyBytes>) -> Bytes {
+    let data = payload.as_bytes();
+    if data.len() < LARGE_PICKLE {
+        Bytes::copy_from_slice(data)
+    } else {
+        // A `bytes` object is immutable and `payload` keeps it alive, so
+        // its buffer can be read while other threads run Python.
+        py.detach(|| Bytes::copy_from_slice(data))
+    }
+}
+
 /// Joins an engine's end (see [`ProcessEngine::manager`]).
 #[pyclass(frozen, module = "concurrent_futures_rs._core")]
 pub struct EngineJoin {
@@ -260,7 +296,10 @@ impl ProcessEngine {
         fork: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let mut launcher = match fork {
-            Some(fork) => Launcher::forking(move |pipes| fork_worker(&fork, pipes)),
+            Some(fork) => {
+                let fork = Attached(Some(fork));
+                Launcher::forking(move |pipes| fork_worker(fork.get(), pipes))
+            }
             None => Launcher::new(program).args(args),
         };
         for (key, value) in env {
@@ -307,7 +346,7 @@ impl ProcessEngine {
         future: Bound<'_, FutureBase>,
         payload: Bound<'_, PyBytes>,
     ) -> PyResult<()> {
-        let arg = Bytes::from_owner(PyBackedBytes::from(payload));
+        let arg = pickled_call(py, &payload);
         let sink = Arc::new(PySink::new(future.unbind()));
         match self.engine.submit(Call::single(Bytes::new(), arg), sink) {
             Ok(()) => Ok(()),

@@ -73,3 +73,14 @@ def test_pools_shut_down_in_any_order_while_forks_of_the_other_live(fork: Any) -
 def test_max_tasks_per_child_is_refused_with_fork_as_in_cpython(fork: Any) -> None:
     with pytest.raises(ValueError, match="fork"):
         cf.ProcessPoolExecutor(1, mp_context=fork, max_tasks_per_child=1)
+
+
+@pytest.mark.parametrize("size", [10, 3 << 20], ids=["small", "over-1-MiB"])
+def test_a_forked_workers_calls_round_trip_at_any_size(fork: Any, size: int) -> None:
+    # The engine keeps its own copy of each pickled call (a large one is
+    # copied without the GIL), so no Python object is left for its threads
+    # to drop unattached (scripts/python-audit aborts on such a drop).
+    data = os.urandom(size)
+    with cf.ProcessPoolExecutor(2, mp_context=fork) as pool:
+        futures = [pool.submit(workloads.identity, data) for _ in range(4)]
+        assert all(f.result(TIMEOUT) == data for f in futures)

@@ -16,7 +16,6 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, SubmitError};
 use crate::future::{Future, Job};
-use crate::pool_id::PoolId;
 use crate::task_context;
 use crate::thread_pool::ThreadPoolExecutor;
 
@@ -163,7 +162,7 @@ impl<'scope> Scope<'scope, '_> {
 
     fn wait_all(&self) {
         let jobs = std::mem::take(&mut *self.jobs.lock());
-        if PoolId::runs_inline(task_context::worker_pool(), self.pool.id()) {
+        if task_context::works_for(self.pool.key()) {
             // A worker waiting for the scope may be the one its tasks need.
             for job in jobs {
                 task_context::on_enough_stack(|| job.run(&|| {}));

@@ -37,25 +37,47 @@ pub(crate) struct TaskContext {
 
 #[cfg(not(concurrent_futures_loom))]
 thread_local! {
-    static WORKER_POOL: Cell<u16> = const { Cell::new(NO_POOL) };
+    static WORKER_POOL: Cell<WorkerOf> = const { Cell::new(WorkerOf::NONE) };
     static CURRENT_TASK: Cell<Option<TaskContext>> = const { Cell::new(None) };
 }
 
 // loom runs its threads on one OS thread: each needs loom's own locals.
 #[cfg(concurrent_futures_loom)]
 loom::thread_local! {
-    static WORKER_POOL: Cell<u16> = Cell::new(NO_POOL);
+    static WORKER_POOL: Cell<WorkerOf> = Cell::new(WorkerOf::NONE);
     static CURRENT_TASK: Cell<Option<TaskContext>> = Cell::new(None);
 }
 
-/// Marks the current thread as a worker of `pool` for its whole life.
-pub(crate) fn set_worker_pool(pool: u16) {
-    WORKER_POOL.with(|p| p.set(pool));
+/// The pool a thread works for: its 16-bit id, which its futures carry
+/// (and pools may share, see `pool_id`), and its exact identity.
+#[derive(Clone, Copy)]
+struct WorkerOf {
+    id: u16,
+    key: usize,
 }
 
-/// The pool the current thread works for, [`NO_POOL`] if none.
+impl WorkerOf {
+    const NONE: WorkerOf = WorkerOf {
+        id: NO_POOL,
+        key: 0,
+    };
+}
+
+/// Marks the current thread as a worker, for its whole life, of the pool
+/// with 16-bit id `id` and identity `key` (never 0).
+pub(crate) fn set_worker_pool(id: u16, key: usize) {
+    WORKER_POOL.with(|p| p.set(WorkerOf { id, key }));
+}
+
+/// The 16-bit id of the pool the current thread works for, [`NO_POOL`]
+/// if none.
 pub(crate) fn worker_pool() -> u16 {
-    WORKER_POOL.with(Cell::get)
+    WORKER_POOL.with(|p| p.get().id)
+}
+
+/// True on a worker of the pool whose identity is `key`.
+pub(crate) fn works_for(key: usize) -> bool {
+    WORKER_POOL.with(|p| p.get().key) == key
 }
 
 /// The task the current thread is running, if any.

@@ -234,9 +234,9 @@ impl ThreadPoolExecutor {
         self.shared.max_workers
     }
 
-    /// Identity of this pool, as futures and workers know it.
-    pub(crate) fn id(&self) -> u16 {
-        self.shared.id()
+    /// Identity of this pool (see `Shared::key`).
+    pub(crate) fn key(&self) -> usize {
+        self.shared.key()
     }
 
     /// Schedules `task` and returns its future at once (SPEC E1). A panic
@@ -460,6 +460,12 @@ impl Shared {
         self.id.get()
     }
 
+    /// Its exact identity, for what must not mistake another pool for it
+    /// (pools may share an id).
+    fn key(&self) -> usize {
+        self as *const Shared as usize
+    }
+
     fn shutdown(&self, options: Shutdown) {
         let cancelled: Vec<Arc<dyn Job>> = {
             let mut control = self.control.lock();
@@ -555,7 +561,7 @@ impl Shared {
             }
         }
         let _exit = Exit(&self);
-        task_context::set_worker_pool(self.id());
+        task_context::set_worker_pool(self.id(), self.key());
         if let Some(init) = &self.initializer {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| init())) {
                 self.initializer_failed(&panic_message(payload.as_ref()));
@@ -595,7 +601,7 @@ impl Shared {
     }
 
     fn wait_for_workers(&self) {
-        let inside = task_context::worker_pool() == self.id();
+        let inside = task_context::works_for(self.key());
         let me = thread::current().id();
         let threads = std::mem::take(&mut self.control.lock().threads);
         for handle in threads {

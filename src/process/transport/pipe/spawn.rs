@@ -189,6 +189,9 @@ fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
         .collect()
 }
 
+/// The capacity asked for each of a worker's two pipes.
+const PIPE_SIZE: usize = 256 << 10;
+
 /// Starts a worker process of `launcher`.
 pub(super) fn spawn(launcher: &Launcher) -> io::Result<Spawned> {
     // Every end is close-on-exec; the child's ends are made inheritable
@@ -205,6 +208,16 @@ pub(super) fn spawn(launcher: &Launcher) -> io::Result<Spawned> {
     let (child_reads, child_writes) = (above_stdio(child_reads)?, above_stdio(child_writes)?);
     fcntl_setfl(&parent_writes, OFlags::NONBLOCK)?;
     fcntl_setfl(&parent_reads, OFlags::NONBLOCK)?;
+    // Large values cross in 256 KiB steps, not the default 64 KiB: a 64 MiB
+    // round trip (BENCHMARKS.md, P7) took about a quarter less time. Not more: every
+    // pipe's size counts against its user's pipe budget
+    // (`fs.pipe-user-pages-soft`, 64 MiB by default), past which the
+    // kernel gives the user's new pipes one page; two such pipes per
+    // worker leave room for 128 workers. Best effort: a refusal (a user
+    // over that budget) keeps the default.
+    for end in [&parent_writes, &parent_reads] {
+        let _ = rustix::pipe::fcntl_setpipe_size(end, PIPE_SIZE);
+    }
     let (read_fd, write_fd) = (child_reads.as_raw_fd(), child_writes.as_raw_fd());
     let raw_pid = match &launcher.starter {
         Some(starter) => start_forked(starter, read_fd, write_fd)?,

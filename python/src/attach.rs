@@ -112,3 +112,27 @@ pub(crate) fn drop_attached<T>(value: T) {
         std::mem::forget(value);
     }
 }
+
+/// A Python object that threads of ours may drop unattached (the
+/// engine's, a worker's loop ending): dropped with [`drop_attached`].
+pub(crate) struct Attached<T>(Option<T>);
+
+impl<T> Attached<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Attached(Some(value))
+    }
+}
+
+impl<T> std::ops::Deref for Attached<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("taken only by drop")
+    }
+}
+
+impl<T> Drop for Attached<T> {
+    fn drop(&mut self) {
+        drop_attached(self.0.take());
+    }
+}

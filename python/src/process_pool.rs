@@ -24,7 +24,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::attach::{attach, drop_attached};
+use crate::attach::{Attached, attach};
 use crate::future::FutureBase;
 use crate::names::names;
 use crate::worker::ForkSpec;
@@ -61,23 +61,6 @@ impl Codec for PickleCodec {
 
     fn failure_text(&self, failure: &[u8]) -> String {
         split_failure(failure).0
-    }
-}
-
-/// A Python object that the engine may drop on its own threads (the
-/// launcher's fork callable, dropped with the engine): released attached,
-/// not through pyo3's deferred pool (see `drop_attached`).
-struct Attached(Option<Py<PyAny>>);
-
-impl Attached {
-    fn get(&self) -> &Py<PyAny> {
-        self.0.as_ref().expect("taken only by drop")
-    }
-}
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        drop_attached(self.0.take());
     }
 }
 
@@ -124,29 +107,22 @@ fn engine_error(py: Python<'_>, error: &cf::Error) -> Py<PyAny> {
     made.unwrap_or_else(|e| e.into_value(py).into_any())
 }
 
-/// Where one call's outcome goes: its future.
+/// Where one call's outcome goes: its future. The engine drops a sink on
+/// its own threads, unattached; the future's reference must not wait in
+/// pyo3's deferred pool while a worker forks (see `drop_attached`).
 struct PySink {
-    future: Option<Py<FutureBase>>,
+    future: Attached<Py<FutureBase>>,
 }
 
 impl PySink {
     fn new(future: Py<FutureBase>) -> Self {
         PySink {
-            future: Some(future),
+            future: Attached::new(future),
         }
     }
 
     fn future(&self) -> &Py<FutureBase> {
-        self.future.as_ref().expect("taken only by drop")
-    }
-}
-
-/// The engine drops a sink on its own threads, unattached; the future's
-/// reference must not wait in pyo3's deferred pool while a worker forks
-/// (see `drop_attached`).
-impl Drop for PySink {
-    fn drop(&mut self) {
-        drop_attached(self.future.take());
+        &self.future
     }
 }
 
@@ -297,8 +273,9 @@ impl ProcessEngine {
     ) -> PyResult<Self> {
         let mut launcher = match fork {
             Some(fork) => {
-                let fork = Attached(Some(fork));
-                Launcher::forking(move |pipes| fork_worker(fork.get(), pipes))
+                // Dropped with the engine, on one of its threads.
+                let fork = Attached::new(fork);
+                Launcher::forking(move |pipes| fork_worker(&fork, pipes))
             }
             None => Launcher::new(program).args(args),
         };

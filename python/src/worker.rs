@@ -10,30 +10,24 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::attach::drop_attached;
+use crate::attach::Attached;
 
-/// The package's `_worker.Handler`, called for each message.
+/// The package's `_worker.Handler`, called for each message. The loop
+/// ends unattached; a forked worker must not leave the handler to pyo3's
+/// deferred references (see `drop_attached`).
 struct PyHandler {
-    handler: Option<Py<PyAny>>,
+    handler: Attached<Py<PyAny>>,
 }
 
 impl PyHandler {
     fn new(handler: Py<PyAny>) -> Self {
         PyHandler {
-            handler: Some(handler),
+            handler: Attached::new(handler),
         }
     }
 
     fn handler<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
-        self.handler.as_ref().expect("taken only by drop").bind(py)
-    }
-}
-
-/// The loop ends unattached; a forked worker must not leave the handler
-/// to pyo3's deferred references (see `drop_attached`).
-impl Drop for PyHandler {
-    fn drop(&mut self) {
-        drop_attached(self.handler.take());
+        self.handler.bind(py)
     }
 }
 

@@ -111,6 +111,7 @@ mod at_exit;
 mod error;
 mod future;
 mod lifecycle;
+mod map;
 mod pool_id;
 mod sync;
 mod task_context;
@@ -143,7 +144,8 @@ pub use wait::{
 };
 
 pub use async_wait::{Wait, WaitOwned};
-pub use executor::{ClosureExecutor, Executor, FnExecutor, ItemCount, Map, MapOptions, Shutdown};
+pub use executor::{ClosureExecutor, Executor, FnExecutor, Shutdown};
+pub use map::{ItemCount, Map, MapOptions};
 pub use scope::Scope;
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
 

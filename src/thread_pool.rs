@@ -30,9 +30,10 @@ use crate::at_exit::{self, FinishAtExit};
 use crate::error::{
     BrokenExecutor, BrokenKind, BuildError, Error, SubmitError, TaskError, panic_message,
 };
-use crate::executor::{ClosureExecutor, Executor, FnExecutor, Map, MapOptions, Shutdown};
+use crate::executor::{ClosureExecutor, Executor, FnExecutor, Shutdown};
 use crate::future::{Future, Job, drop_user_value};
 use crate::lifecycle::Lifecycle;
+use crate::map::{Map, MapOptions};
 use crate::pool_id::PoolId;
 use crate::task_context;
 

@@ -780,6 +780,65 @@ fn map_timeout_counts_from_the_call() {
     assert_eq!(*settle(&pool.submit(square, 3).unwrap()).unwrap(), 9);
 }
 
+/// Takes every trace left at `gate` once the tasks that leave them are
+/// done: how many of them ran.
+fn traces_left(gate: &Gate) -> usize {
+    let mut ran = 0;
+    while !gate.nobody_waiting() {
+        ran += 1;
+    }
+    ran
+}
+
+#[test]
+fn dropping_a_map_cancels_its_chunks_that_have_not_started() {
+    // SPEC P8, E2: a chunk is one call with one future, as in CPython, so
+    // it runs whole or not at all.
+    let pool = pool(workers(1));
+    let gate = Gate::new();
+    let running = pool.submit(gated, gate.path()).unwrap();
+    let held = gate.arrival();
+    let map = pool.map_with(touch, vec![gate.path(); 12], MapOptions::new().chunksize(3));
+    drop(map);
+    let worker = held.worker;
+    held.release();
+    assert_eq!(*settle(&running).unwrap(), worker.pid);
+    pool.shutdown();
+    let ran = traces_left(&gate);
+    assert!(ran < 12 && ran % 3 == 0, "{ran} items ran");
+}
+
+#[test]
+fn shutdown_with_cancel_futures_cancels_whole_map_chunks_that_have_not_started() {
+    // SPEC E3, P8: every item of a chunk cancelled before it was sent
+    // yields `Cancelled`; a chunk sent ahead runs whole.
+    let pool = pool(workers(1));
+    let gate = Gate::new();
+    let running = pool.submit(gated, gate.path()).unwrap();
+    let held = gate.arrival();
+    let options = MapOptions::new().chunksize(3).timeout(LIMIT);
+    let map = pool.map_with(touch, vec![gate.path(); 12], options);
+    pool.shutdown_with(Shutdown::default().wait(false).cancel_futures(true));
+    let worker = held.worker;
+    held.release();
+    let outcomes: Vec<_> = map.collect();
+    assert_eq!(outcomes.len(), 12, "{outcomes:?}");
+    let mut ran = 0;
+    for chunk in outcomes.chunks(3) {
+        if chunk.iter().all(|o| matches!(o, Err(Error::Cancelled))) {
+            continue;
+        }
+        for outcome in chunk {
+            assert_eq!(*outcome.as_ref().unwrap(), worker.pid, "{outcomes:?}");
+        }
+        ran += 3;
+    }
+    assert!(ran < 12, "four chunks cannot all be sent ahead");
+    assert_eq!(*settle(&running).unwrap(), worker.pid);
+    pool.shutdown();
+    assert_eq!(traces_left(&gate), ran, "a cancelled item ran");
+}
+
 // ----------------------------------------------------------------- P9 ----
 
 /// SPEC P9: two running tasks and five more; `stop` returns at once (as

@@ -172,6 +172,26 @@ fn a_panicking_serialize_of_an_argument_fails_its_future_not_the_caller() {
         matches!(&outcomes[1], Err(Error::Failed(e)) if e.kind() == TaskErrorKind::Serialize),
         "{outcomes:?}"
     );
+    // A chunk none of whose arguments could be sent: no call, every item
+    // failed, and the chunks around it run.
+    let items = (0..7).map(|i| {
+        Touchy(if (3..6).contains(&i) {
+            Trap::PanicOnSerialize
+        } else {
+            Trap::None
+        })
+    });
+    let outcomes: Vec<_> = pool
+        .map_with(
+            take_touchy,
+            items,
+            MapOptions::new().chunksize(3).timeout(LIMIT),
+        )
+        .collect();
+    assert_eq!(outcomes.len(), 7);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        assert_eq!(outcome.is_ok(), !(3..6).contains(&i), "{i}: {outcomes:?}");
+    }
 }
 
 #[test]

@@ -34,7 +34,6 @@ mod serde_messages;
 mod transport;
 pub mod worker;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,8 +45,9 @@ use self::codec::{ChunkSink, OneSink, RustCodec};
 use self::engine::{Engine, EngineOptions};
 pub use self::launcher::{ForkPipes, Launcher};
 use crate::error::{BuildError, Error, SubmitError};
-use crate::executor::{Executor, FnExecutor, Map, MapOptions, Shutdown};
+use crate::executor::{Executor, FnExecutor, Shutdown};
 use crate::future::Future;
+use crate::map::{Batch, Map, MapOptions};
 
 /// Runs the worker loop if this process was started as a pool worker, and
 /// never returns then; otherwise returns at once.
@@ -374,27 +374,33 @@ impl ProcessPoolExecutor {
         }
     }
 
-    /// Submits `args` as one call whose items come back as one future each.
-    /// An argument that cannot be serialized fails its own future only.
-    fn submit_chunk<A, R>(&self, f: fn(A) -> R, args: Vec<A>) -> Result<Vec<Future<R>>, Error>
+    /// Submits `args` as one call, whose future holds every item's
+    /// outcome in order. An argument that cannot be serialized fails its
+    /// own item only.
+    fn submit_chunk<A, R>(
+        &self,
+        f: fn(A) -> R,
+        args: Vec<A>,
+    ) -> Result<Future<Vec<Result<R, Error>>>, Error>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let futures: Vec<Future<R>> = args.iter().map(|_| Future::new()).collect();
+        let future = Future::new();
         let (call, refused) = codec::encode_call(f, args.iter());
+        let mut outcomes: Vec<Option<Result<R, Error>>> = args.iter().map(|_| None).collect();
         for (index, error) in refused {
-            let _ = futures[index].complete_failed(error);
+            outcomes[index] = Some(Err(error));
         }
-        if let Some(call) = call {
-            let sink = Arc::new(ChunkSink {
-                promises: futures.iter().map(Future::promise).collect(),
-            });
-            self.engine
-                .submit(call, sink)
-                .map_err(|refused| refused.error)?;
-        }
-        Ok(futures)
+        let Some(call) = call else {
+            let _ = future.set_result(outcomes.into_iter().flatten().collect());
+            return Ok(future);
+        };
+        let sink = Arc::new(ChunkSink::new(future.promise(), outcomes));
+        self.engine
+            .submit(call, sink)
+            .map_err(|refused| refused.error)?;
+        Ok(future)
     }
 
     /// Runs `f` over `items` in the workers; results come back in input
@@ -412,6 +418,15 @@ impl ProcessPoolExecutor {
 
     /// [`map`](Self::map) with Python's options. `chunksize` sends that
     /// many items per message: far less overhead for many small items.
+    ///
+    /// As in CPython, a chunk is one call with one future: its items come
+    /// back together once the last of them is done, so a `timeout` or a
+    /// slow item holds back the whole chunk, and a chunk not yet sent when
+    /// the map is dropped (or the pool shut down with `cancel_futures`)
+    /// is cancelled whole. Each item still has its own outcome: an
+    /// argument that cannot be serialized, a panic, or an item over the
+    /// pool's [`task_timeout`](ProcessPoolBuilder::task_timeout) fails that
+    /// item alone, and the iteration goes on.
     ///
     /// # Examples
     ///
@@ -442,28 +457,22 @@ impl ProcessPoolExecutor {
         }
         let chunk_size = options.chunk_size();
         let mut items = items.into_iter();
-        let mut submitted: VecDeque<Future<R>> = VecDeque::new();
         let submit_next = move || {
-            if let Some(f) = submitted.pop_front() {
-                return Some(Ok(f));
-            }
             if chunk_size == 1 {
                 let arg = items.next()?;
-                return Some(self.submit(f, arg).map_err(Error::from));
+                return Some(self.submit(f, arg).map(Batch::One).map_err(Error::from));
             }
             let chunk: Vec<A> = items.by_ref().take(chunk_size).collect();
             if chunk.is_empty() {
                 return None;
             }
-            match self.submit_chunk(f, chunk) {
-                Ok(futures) => {
-                    submitted.extend(futures);
-                    submitted.pop_front().map(Ok)
-                }
-                Err(e) => Some(Err(e)),
-            }
+            let len = chunk.len();
+            Some(
+                self.submit_chunk(f, chunk)
+                    .map(|future| Batch::Chunk { future, len }),
+            )
         };
-        Map::new(submit_next, options)
+        Map::batched(submit_next, options)
     }
 
     /// Cancels `future`: a pending one like [`Future::cancel`]; a running

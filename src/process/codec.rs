@@ -512,7 +512,33 @@ impl<R> ChunkSink<R> {
         }
         let outcomes = std::mem::take(&mut gathered.outcomes);
         drop(gathered);
-        Some(outcomes.into_iter().flatten().collect())
+        Some(every_outcome(outcomes))
+    }
+
+    /// Records the outcomes of a run of items under one lock: the answers
+    /// one message brought.
+    fn gather_all(
+        &self,
+        outcomes: impl Iterator<Item = (usize, Result<R, Error>)>,
+    ) -> Option<Vec<Result<R, Error>>> {
+        let mut gathered = self.gathered.lock();
+        let mut strays = Vec::new();
+        for (index, outcome) in outcomes {
+            match gathered.outcomes.get_mut(index) {
+                Some(slot @ None) => {
+                    *slot = Some(outcome);
+                    gathered.missing -= 1;
+                }
+                _ => strays.push(outcome),
+            }
+        }
+        let done = gathered.missing == 0 && !gathered.outcomes.is_empty();
+        let outcomes = done.then(|| std::mem::take(&mut gathered.outcomes));
+        drop(gathered);
+        if !strays.is_empty() {
+            drop_user_value(move || drop(strays));
+        }
+        outcomes.map(every_outcome)
     }
 
     fn settle(&self, index: usize, outcome: Result<R, Error>) {
@@ -531,6 +557,18 @@ impl<R> ChunkSink<R> {
     }
 }
 
+/// A chunk's outcomes once none is missing. Mapped in place (the two types
+/// have one layout), so the reader that completes a chunk neither
+/// allocates nor frees: the buffer goes to the caller, the thread that
+/// allocated it.
+fn every_outcome<R>(outcomes: Vec<Option<Result<R, Error>>>) -> Vec<Result<R, Error>> {
+    outcomes
+        .into_iter()
+        // Never taken: `missing` counted every `None` away.
+        .map(|outcome| outcome.unwrap_or(Err(Error::Cancelled)))
+        .collect()
+}
+
 impl<R: DeserializeOwned + Send + Sync + 'static> Sink for ChunkSink<R> {
     fn start(&self) -> bool {
         self.promise.start()
@@ -538,6 +576,17 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for ChunkSink<R> {
 
     fn answer(&self, index: usize, worker: &WorkerId, outcome: Result<Bytes, Bytes>) {
         self.settle(index, decode_outcome(worker, outcome));
+    }
+
+    fn answer_all(
+        &self,
+        worker: &WorkerId,
+        answers: &mut dyn Iterator<Item = (usize, Result<Bytes, Bytes>)>,
+    ) {
+        let decoded = answers.map(|(index, outcome)| (index, decode_outcome(worker, outcome)));
+        if let Some(chunk) = self.gather_all(decoded) {
+            self.promise.complete(Ok(chunk));
+        }
     }
 
     fn fail(&self, index: usize, error: Error) {
@@ -696,6 +745,45 @@ mod tests {
         assert!(matches!(got[0], Err(Error::TaskTimeout(_))), "{got:?}");
         assert_eq!(got[1].as_ref().ok(), Some(&1));
         assert_eq!(got[2].as_ref().ok(), Some(&4));
+    }
+
+    #[test]
+    fn miri_one_message_s_answers_settle_a_chunk_together_and_repeats_are_ignored() {
+        // SPEC P8: the answers of one message, under one lock; P2: an
+        // answer that does not decode, or a failure, is its item's alone.
+        let (future, sink) = chunk_of(4);
+        assert!(sink.start());
+        let worker = WorkerId::process(7);
+        let value = |v: u64| Ok(Bytes::from(encoded(&v)));
+        let panicked = Err(Bytes::from(
+            failure(FailureKind::Panic, "boom".into()).encode(),
+        ));
+        sink.answer_all(&worker, &mut [(2, value(4)), (3, panicked)].into_iter());
+        assert!(future.running(), "two of four items are not the chunk");
+        let undecodable = Ok(Bytes::new());
+        sink.answer_all(
+            &worker,
+            &mut [
+                (2, value(9)),
+                (0, undecodable),
+                (9, value(5)),
+                (1, value(1)),
+            ]
+            .into_iter(),
+        );
+        let got = outcomes(future);
+        assert!(
+            matches!(&got[0], Err(Error::Failed(e)) if e.kind() == TaskErrorKind::Deserialize),
+            "{got:?}"
+        );
+        assert_eq!(got[1].as_ref().ok(), Some(&1));
+        assert_eq!(got[2].as_ref().ok(), Some(&4), "the first answer stands");
+        assert!(
+            matches!(&got[3], Err(Error::Failed(e)) if e.to_string().contains("boom")),
+            "{got:?}"
+        );
+        // After the chunk is done, answers are strays.
+        sink.answer_all(&worker, &mut [(1, value(3))].into_iter());
     }
 
     #[test]

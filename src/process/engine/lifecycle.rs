@@ -105,13 +105,64 @@ struct Answered {
     answers: SmallVec<[Answer; 1]>,
 }
 
-/// What a call's sink gets from one answers message, and from which worker.
-type Deliveries = (Arc<dyn Sink>, WorkerId, SmallVec<[(usize, Delivery); 1]>);
+/// What a call's sink gets from one answers message, and from which worker:
+/// the answers as they were received, each for the item whose index is
+/// beside it. Kept apart rather than paired, so that a chunk's answers
+/// move to the sink without being copied into a list of their own.
+struct Deliveries {
+    sink: Arc<dyn Sink>,
+    worker: WorkerId,
+    answers: SmallVec<[Answer; 1]>,
+    indices: SmallVec<[usize; 1]>,
+    /// One of them judged timed out (or cancelled) before its answer was
+    /// read: its place among `answers`, and what it is owed instead, if
+    /// not yet paid.
+    settled: Option<(usize, Option<Error>)>,
+}
 
-/// What an answered item's future gets.
-enum Delivery {
-    Answer(Result<bytes::Bytes, bytes::Bytes>),
-    Failure(Error),
+impl Deliveries {
+    /// Gives the sink its answers: all at once when each is an answer
+    /// (the common case), else one by one, in order.
+    fn deliver(self) {
+        let Deliveries {
+            sink,
+            worker,
+            answers,
+            indices,
+            settled,
+        } = self;
+        if settled.is_none() && !answers.iter().any(|a| matches!(a, Answer::Lost(_))) {
+            let mut outcomes = answers
+                .into_iter()
+                .zip(indices)
+                .filter_map(|(answer, index)| match answer {
+                    Answer::Value(v) => Some((index, Ok(v))),
+                    Answer::Failure(f) => Some((index, Err(f))),
+                    Answer::Lost(_) => None,
+                });
+            sink.answer_all(&worker, &mut outcomes);
+            return;
+        }
+        let mut settled = settled;
+        for (place, (answer, index)) in answers.into_iter().zip(indices).enumerate() {
+            if let Some((at, owed)) = &mut settled
+                && *at == place
+            {
+                if let Some(error) = owed.take() {
+                    sink.fail(index, error);
+                }
+                continue;
+            }
+            match answer {
+                Answer::Value(v) => sink.answer(index, &worker, Ok(v)),
+                Answer::Failure(f) => sink.answer(index, &worker, Err(f)),
+                Answer::Lost(why) => sink.fail(
+                    index,
+                    Error::Failed(TaskError::codec(TaskErrorKind::Deserialize, why)),
+                ),
+            }
+        }
+    }
 }
 
 impl Engine {
@@ -195,13 +246,8 @@ impl Engine {
         };
         // Messages first: the worker gets its next call before user code.
         settle.run_sends();
-        for (sink, worker, items) in deliveries {
-            for (index, delivery) in items {
-                match delivery {
-                    Delivery::Answer(outcome) => sink.answer(index, &worker, outcome),
-                    Delivery::Failure(error) => sink.fail(index, error),
-                }
-            }
+        for delivery in deliveries {
+            delivery.deliver();
         }
         settle.run();
     }
@@ -213,7 +259,7 @@ impl Engine {
         let Answered {
             call_id,
             first,
-            answers,
+            mut answers,
         } = answered;
         let head = worker.in_flight.front_mut()?;
         // Answers come in order; anything else is an answer to a call the
@@ -222,29 +268,17 @@ impl Engine {
             return None;
         }
         let sink = Arc::clone(&head.sink);
-        let mut items: SmallVec<[(usize, Delivery); 1]> = SmallVec::new();
-        for answer in answers {
-            let position = head.answered;
-            let Some(item) = head.call.items.get(position) else {
-                break;
-            };
-            let delivery = if head.settled == Some(position) {
-                // Judged timed out (or cancelled) before this answer was
-                // read: what it is owed, if not yet paid, instead.
-                head.owed.take().map(Delivery::Failure)
-            } else {
-                Some(match answer {
-                    Answer::Value(v) => Delivery::Answer(Ok(v)),
-                    Answer::Failure(f) => Delivery::Answer(Err(f)),
-                    Answer::Lost(why) => Delivery::Failure(Error::Failed(TaskError::codec(
-                        TaskErrorKind::Deserialize,
-                        why,
-                    ))),
-                })
-            };
-            items.extend(delivery.map(|d| (item.index, d)));
-            head.answered += 1;
-        }
+        // Answers past the call's items are a worker's error: dropped.
+        answers.truncate(head.call.items.len().saturating_sub(first));
+        let indices: SmallVec<[usize; 1]> = head.call.items[first..first + answers.len()]
+            .iter()
+            .map(|item| item.index)
+            .collect();
+        let settled = head
+            .settled
+            .filter(|at| (first..first + answers.len()).contains(at))
+            .map(|at| (at - first, head.owed.take()));
+        head.answered += answers.len();
         if head.answered == head.call.items.len() {
             worker.in_flight.pop_front();
             worker.tasks_done += 1;
@@ -273,7 +307,13 @@ impl Engine {
                 let _ = self.supervisor.send(Request::Wake);
             }
         }
-        Some((sink, worker.name(), items))
+        Some(Deliveries {
+            sink,
+            worker: worker.name(),
+            answers,
+            indices,
+            settled,
+        })
     }
 
     /// The advice when a worker ended before its loop started.

@@ -183,6 +183,20 @@ pub trait Sink: Send + Sync {
     /// encoded failure.
     fn answer(&self, index: usize, worker: &WorkerId, outcome: Result<Bytes, Bytes>);
 
+    /// The answers one message from a worker brought, in order: the
+    /// default gives each to [`answer`](Self::answer). A sink that gathers
+    /// a call's items (a `map` chunk's single future) takes them all at
+    /// once, under one lock instead of one per item.
+    fn answer_all(
+        &self,
+        worker: &WorkerId,
+        answers: &mut dyn Iterator<Item = (usize, Result<Bytes, Bytes>)>,
+    ) {
+        for (index, outcome) in answers {
+            self.answer(index, worker, outcome);
+        }
+    }
+
     /// Fails item `index` with the engine's error (timed out, cancelled,
     /// worker died, broken pool).
     fn fail(&self, index: usize, error: Error);

@@ -305,6 +305,8 @@ struct Record {
     settled: Condvar,
     /// Times an item was settled after it already was (must stay 0).
     twice: Mutex<usize>,
+    /// How many answers each `answer_all` brought, in order.
+    batches: Mutex<Vec<usize>>,
 }
 
 impl Record {
@@ -314,6 +316,7 @@ impl Record {
             outcomes: Mutex::new(vec![None; items]),
             settled: Condvar::new(),
             twice: Mutex::new(0),
+            batches: Mutex::new(Vec::new()),
         })
     }
 
@@ -356,6 +359,19 @@ impl Sink for Record {
                 Err(f) => Outcome::Failure(text(f)),
             },
         );
+    }
+
+    fn answer_all(
+        &self,
+        worker: &WorkerId,
+        answers: &mut dyn Iterator<Item = (usize, Result<Bytes, Bytes>)>,
+    ) {
+        let mut count = 0;
+        for (index, outcome) in answers {
+            self.answer(index, worker, outcome);
+            count += 1;
+        }
+        self.batches.lock().push(count);
     }
 
     fn fail(&self, index: usize, error: Error) {
@@ -616,6 +632,54 @@ fn an_item_over_its_limit_fails_alone_and_the_rest_of_its_chunk_moves_on() {
     assert_eq!(rest.items, [Bytes::from_static(b"3")]);
     replacement.answer(&rest);
     assert_eq!(record.outcome(2), value(6));
+}
+
+#[test]
+fn an_answer_read_after_its_item_was_judged_over_its_limit_keeps_the_timeout() {
+    // SPEC B1: the judgement stands; the answers after it in the same
+    // message are delivered as usual.
+    let (engine, memory) = engine(EngineOptions::new(1).task_timeout(Duration::from_millis(50)));
+    let record = submit(&engine, 1, &[1, 2, 3]);
+    let worker = memory.worker(0);
+    worker.ready();
+    let got = worker.call();
+    worker.answer_items(got.id, 0, vec![Answer::Value(doubled(&got.items[0]))]);
+    assert_eq!(record.outcome(0), value(2));
+    worker.stopped(StopHow::Kill);
+    worker.answer_items(
+        got.id,
+        1,
+        vec![
+            Answer::Value(doubled(&got.items[1])),
+            Answer::Value(doubled(&got.items[2])),
+        ],
+    );
+    worker.end(ExitCause::Signal(9));
+    assert_eq!(record.outcome(1), Outcome::Timeout);
+    assert_eq!(record.outcome(2), value(6));
+}
+
+#[test]
+fn a_message_s_answers_reach_their_sink_together_and_extra_answers_are_dropped() {
+    // SPEC P8: a chunk's answers come as one message; a sink that gathers
+    // them (a map chunk's one future) gets them in one `answer_all`.
+    let (engine, memory) = engine(EngineOptions::new(1));
+    let record = submit(&engine, 1, &[1, 2, 3]);
+    let worker = memory.worker(0);
+    worker.ready();
+    let got = worker.call();
+    let mut answers: Vec<Answer> = got
+        .items
+        .iter()
+        .map(|b| Answer::Value(doubled(b)))
+        .collect();
+    // One more than the call has: a confused worker's, never an item's.
+    answers.push(Answer::Value(Bytes::from_static(b"8")));
+    worker.answer_items(got.id, 0, answers);
+    assert_eq!(record.outcome(0), value(2));
+    assert_eq!(record.outcome(1), value(4));
+    assert_eq!(record.outcome(2), value(6));
+    assert_eq!(*record.batches.lock(), [3]);
 }
 
 #[test]

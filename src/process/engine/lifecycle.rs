@@ -229,7 +229,11 @@ impl Engine {
             let Some(worker) = state.workers.iter_mut().find(|w| w.id == worker_id) else {
                 return;
             };
-            let mut deliveries: SmallVec<[Deliveries; 1]> = SmallVec::new();
+            let batch = batch.into_iter();
+            // At most one delivery per message: room for all at once
+            // rather than growing one by one.
+            let room = batch.size_hint().1.unwrap_or(1);
+            let mut deliveries: SmallVec<[Deliveries; 1]> = SmallVec::with_capacity(room);
             for answered in batch {
                 deliveries.extend(self.take_answers(worker, answered));
             }
@@ -507,7 +511,7 @@ impl Engine {
         drop(state);
         self.started.notify_all();
         // The initializer's message, queued before any call.
-        settle.sends.push(link);
+        settle.flush_later(&link);
         settle.run();
     }
 

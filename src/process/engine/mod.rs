@@ -945,7 +945,7 @@ impl Engine {
             };
             if let Some(link) = &worker.link {
                 link.push(self.call_message(call_id, &queued.call));
-                settle.sends.push(Arc::clone(link));
+                settle.flush_later(link);
             }
             worker.in_flight.push_back(Running {
                 call_id,

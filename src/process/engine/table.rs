@@ -277,8 +277,9 @@ pub(super) enum Stop {
 /// futures, which runs callbacks (user code).
 #[derive(Default)]
 pub(super) struct Settle {
-    /// Links with messages queued under the lock, to send after it.
-    pub(super) sends: SmallVec<[Arc<dyn Link>; 1]>,
+    /// Links with messages queued under the lock, to send after it: each
+    /// once, however many messages it has (see [`Settle::flush_later`]).
+    sends: SmallVec<[Arc<dyn Link>; 1]>,
     pub(super) failed: Vec<(Arc<dyn Sink>, usize, Error)>,
     pub(super) cancelled: Vec<(Arc<dyn Sink>, usize)>,
     /// Workers to stop last ([`Worker::stop_after`]).
@@ -290,8 +291,18 @@ impl Settle {
         self.failed.push((Arc::clone(sink), index, error));
     }
 
+    /// Flushes `link` after the lock, once: a dispatch that queues many
+    /// calls on one worker writes them together.
+    pub(super) fn flush_later(&mut self, link: &Arc<dyn Link>) {
+        if !self.sends.iter().any(|queued| Arc::ptr_eq(queued, link)) {
+            self.sends.push(Arc::clone(link));
+        }
+    }
+
     pub(super) fn extend(&mut self, mut other: Settle) {
-        self.sends.append(&mut other.sends);
+        for link in std::mem::take(&mut other.sends) {
+            self.flush_later(&link);
+        }
         self.failed.append(&mut other.failed);
         self.cancelled.append(&mut other.cancelled);
         self.stops.append(&mut other.stops);

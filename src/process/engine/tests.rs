@@ -62,6 +62,8 @@ struct FakeState {
     closed: bool,
     stops: Vec<StopHow>,
     ended: bool,
+    /// Times the engine flushed this worker's input.
+    flushes: usize,
 }
 
 impl Transport for Memory {
@@ -116,6 +118,7 @@ impl Link for FakeLink {
 
     fn flush(&self) {
         let mut state = self.0.state.lock();
+        state.flushes += 1;
         let sent: Vec<ToWorker> = state.pending.drain(..).collect();
         if !state.closed {
             state.inbox.extend(sent);
@@ -940,6 +943,27 @@ fn shutdown_with_cancel_futures_lets_a_starting_worker_run_the_call_it_starts_fo
     worker.ready();
     worker.answer(&worker.call());
     assert_eq!(first.outcome(0), value(2));
+}
+
+#[test]
+fn calls_dispatched_together_to_one_worker_go_out_in_one_flush() {
+    // SPEC P6: the call sent ahead goes with the one before it, in one
+    // write rather than one each.
+    let (engine, memory) = engine(EngineOptions::new(1));
+    memory.hold_starts();
+    let first = submit(&engine, 1, &[1]);
+    let second = submit(&engine, 2, &[2]);
+    memory.release();
+    let worker = memory.worker(0);
+    wait_for(&worker.state, &worker.changed, "both calls", |s| {
+        s.inbox.len() == 2
+    });
+    assert_eq!(worker.state.lock().flushes, 1);
+    worker.ready();
+    worker.answer(&worker.call());
+    worker.answer(&worker.call());
+    assert_eq!(first.outcome(0), value(2));
+    assert_eq!(second.outcome(0), value(4));
 }
 
 #[test]

@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     fn miri_spins_that_pay_often_enough_go_on() {
-        // One hit in three keeps every wait spinning; none in ten does not.
+        // One hit in three keeps every wait spinning; one in ten does not.
         assert_eq!(spins(|n| n % 3 == 0, 1_000), 1_000);
         assert!(spins(|n| n % 10 == 9, 1_000) < 1_000);
     }

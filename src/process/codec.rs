@@ -496,27 +496,17 @@ impl<R> ChunkSink<R> {
     }
 
     /// Records item `index`'s outcome; the whole chunk's once it was the
-    /// last one missing. An item settled twice keeps its first outcome (a
-    /// late answer after a timeout, say, which the engine already drops).
+    /// last one missing.
     fn gather(&self, index: usize, outcome: Result<R, Error>) -> Option<Vec<Result<R, Error>>> {
-        let mut gathered = self.gathered.lock();
-        let Some(slot @ None) = gathered.outcomes.get_mut(index) else {
-            drop(gathered);
-            drop_user_value(move || drop(outcome));
-            return None;
-        };
-        *slot = Some(outcome);
-        gathered.missing -= 1;
-        if gathered.missing > 0 {
-            return None;
-        }
-        let outcomes = std::mem::take(&mut gathered.outcomes);
-        drop(gathered);
-        Some(every_outcome(outcomes))
+        self.gather_all(std::iter::once((index, outcome)))
     }
 
-    /// Records the outcomes of a run of items under one lock: the answers
-    /// one message brought.
+    /// Records the outcomes of a run of items under one lock (the answers
+    /// one message brought); the whole chunk's once none is missing. An
+    /// item settled twice keeps its first outcome (a late answer after a
+    /// timeout, say, which the engine already drops). `outcomes` may
+    /// decode as it goes, under the lock: decoding catches panics, and the
+    /// lock is this chunk's alone.
     fn gather_all(
         &self,
         outcomes: impl Iterator<Item = (usize, Result<R, Error>)>,

@@ -135,11 +135,7 @@ impl Deliveries {
             let mut outcomes = answers
                 .into_iter()
                 .zip(indices)
-                .filter_map(|(answer, index)| match answer {
-                    Answer::Value(v) => Some((index, Ok(v))),
-                    Answer::Failure(f) => Some((index, Err(f))),
-                    Answer::Lost(_) => None,
-                });
+                .filter_map(|(answer, index)| Some((index, answer.received().ok()?)));
             sink.answer_all(&worker, &mut outcomes);
             return;
         }
@@ -153,14 +149,25 @@ impl Deliveries {
                 }
                 continue;
             }
-            match answer {
-                Answer::Value(v) => sink.answer(index, &worker, Ok(v)),
-                Answer::Failure(f) => sink.answer(index, &worker, Err(f)),
-                Answer::Lost(why) => sink.fail(
-                    index,
-                    Error::Failed(TaskError::codec(TaskErrorKind::Deserialize, why)),
-                ),
+            match answer.received() {
+                Ok(outcome) => sink.answer(index, &worker, outcome),
+                Err(error) => sink.fail(index, error),
             }
+        }
+    }
+}
+
+impl Answer {
+    /// What the item's sink is given: the encoded result or failure, or
+    /// the engine's error for an answer that could not be received.
+    fn received(self) -> Result<Result<bytes::Bytes, bytes::Bytes>, Error> {
+        match self {
+            Answer::Value(v) => Ok(Ok(v)),
+            Answer::Failure(f) => Ok(Err(f)),
+            Answer::Lost(why) => Err(Error::Failed(TaskError::codec(
+                TaskErrorKind::Deserialize,
+                why,
+            ))),
         }
     }
 }

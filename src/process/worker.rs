@@ -237,8 +237,9 @@ pub fn serve_forked(pipes: &ForkPipes, handler: impl CallHandler) -> i32 {
     serve(pipes, handler)
 }
 
-/// Result buffers up to this size are reused between calls; larger ones
-/// are freed so one huge result does not pin memory for the worker's life.
+/// Result and answer buffers up to this size are reused between calls;
+/// larger ones are freed so one huge result does not pin memory for the
+/// worker's life.
 const RETAINED_RESULT_BYTES: usize = 1 << 20;
 
 /// Serves calls until the pool closes the input; returns the exit code.
@@ -255,7 +256,7 @@ pub(crate) fn serve(pipes: Pipes, mut handler: impl CallHandler) -> i32 {
     ) {
         return exit_code::OUTPUT_GONE;
     }
-    let mut result = Vec::new();
+    let mut buffers = Buffers::default();
     let mut header = Vec::new();
     loop {
         let served = match read_frame::<ToWorkerHead>(&mut input, &mut header) {
@@ -274,9 +275,13 @@ pub(crate) fn serve(pipes: Pipes, mut handler: impl CallHandler) -> i32 {
                     report_each,
                 };
                 match payload {
-                    Ok(bytes) => {
-                        call.run(&mut handler, function_len, &bytes, &mut result, &mut output)
-                    }
+                    Ok(bytes) => call.run(
+                        &mut handler,
+                        function_len,
+                        &bytes,
+                        &mut buffers,
+                        &mut output,
+                    ),
                     Err(len) => call.refuse_too_large(&mut handler, len, &mut output),
                 }
             }
@@ -307,8 +312,26 @@ pub(crate) fn serve(pipes: Pipes, mut handler: impl CallHandler) -> i32 {
             Served::OutputGone => return exit_code::OUTPUT_GONE,
             Served::ProtocolError => return exit_code::PROTOCOL_ERROR,
         }
-        if result.capacity() > RETAINED_RESULT_BYTES {
-            result = Vec::new();
+        buffers.trim();
+    }
+}
+
+/// What a worker reuses from call to call: one item's result, and a
+/// chunk's answers, so that a long `map` does not grow them afresh for
+/// every chunk.
+#[derive(Default)]
+struct Buffers {
+    result: Vec<u8>,
+    answers: Answers,
+}
+
+impl Buffers {
+    fn trim(&mut self) {
+        if self.result.capacity() > RETAINED_RESULT_BYTES {
+            self.result = Vec::new();
+        }
+        if self.answers.bytes.capacity() > RETAINED_RESULT_BYTES {
+            self.answers = Answers::default();
         }
     }
 }
@@ -360,7 +383,7 @@ impl Call<'_> {
         handler: &mut impl CallHandler,
         function_len: u32,
         payload: &[u8],
-        result: &mut Vec<u8>,
+        buffers: &mut Buffers,
         output: &mut Out,
     ) -> Served {
         let Some((function, mut args)) = payload.split_at_checked(function_len as usize) else {
@@ -369,7 +392,8 @@ impl Call<'_> {
         if self.lens.iter().sum::<u64>() != args.len() as u64 {
             return Served::ProtocolError;
         }
-        let mut answers = Answers::default();
+        let Buffers { result, answers } = buffers;
+        answers.reserve(self.lens.len());
         for (index, &len) in self.lens.iter().enumerate() {
             let (arg, rest) = args.split_at(len as usize);
             args = rest;
@@ -448,7 +472,7 @@ fn send_one(
     output.frame(&header, &[body])
 }
 
-/// Answers collected for one frame.
+/// Answers collected for one frame; empty between frames.
 #[derive(Default)]
 struct Answers {
     lens: SmallVec<[u64; 1]>,
@@ -457,6 +481,10 @@ struct Answers {
 }
 
 impl Answers {
+    fn reserve(&mut self, items: usize) {
+        self.lens.reserve(items);
+    }
+
     fn add(&mut self, outcome: &Result<(), Vec<u8>>, result: &[u8]) {
         let part = match outcome {
             Ok(()) => result,
@@ -478,6 +506,16 @@ impl Answers {
             failed: std::mem::take(&mut self.failed),
         };
         let written = output.frame(&header, &[&self.bytes]);
+        if let FromWorkerHead::Answers {
+            mut lens,
+            mut failed,
+            ..
+        } = header
+        {
+            lens.clear();
+            failed.clear();
+            (self.lens, self.failed) = (lens, failed);
+        }
         self.bytes.clear();
         written
     }

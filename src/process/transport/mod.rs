@@ -11,6 +11,8 @@
 //! Implementations: [`pipe`] (a fresh process of a program, over pipes:
 //! the default) and, in the engine's tests, an in-memory one.
 
+mod head;
+mod lengths;
 pub(crate) mod pipe;
 pub(crate) mod wire;
 

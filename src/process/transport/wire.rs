@@ -2,7 +2,8 @@
 //! (a pipe; a network link relays the same frames).
 //!
 //! A frame is a fixed prefix (header length, payload length), a small
-//! postcard-encoded header, then the payload bytes as they are. Keeping
+//! header (postcard-encoded fields, then any item lengths: [`super::head`]),
+//! then the payload bytes as they are. Keeping
 //! payloads out of the header spares a copy of large arguments and
 //! results. Lengths are checked against [`MAX_FRAME_BYTES`] and memory is
 //! reserved fallibly, so an oversized or hostile frame is an error, never
@@ -14,6 +15,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use smallvec::{SmallVec, smallvec};
 
+pub(crate) use super::head::encode_head;
+use super::head::{self, FrameHead};
+use super::lengths::Lengths;
 use super::{Answer, FromWorker, ToWorker};
 
 /// The largest payload a frame may carry. Large enough for any argument
@@ -39,7 +43,9 @@ pub(crate) enum ToWorkerHead {
     Call {
         id: u64,
         function_len: u32,
-        lens: SmallVec<[u64; 1]>,
+        /// Each item's length; travels after the other fields.
+        #[serde(skip)]
+        lens: Lengths,
         report_each: bool,
     },
     /// No more calls: the worker's loop ends, as at the end of its input.
@@ -66,9 +72,43 @@ pub(crate) enum FromWorkerHead {
     Answers {
         id: u64,
         first: u32,
-        lens: SmallVec<[u64; 1]>,
+        /// Travels after the other fields.
+        #[serde(skip)]
+        lens: Lengths,
         failed: SmallVec<[u32; 1]>,
     },
+}
+
+impl FrameHead for ToWorkerHead {
+    fn lengths(&self) -> &[u64] {
+        match self {
+            ToWorkerHead::Call { lens, .. } => lens,
+            _ => &[],
+        }
+    }
+
+    fn lengths_mut(&mut self) -> Option<&mut Lengths> {
+        match self {
+            ToWorkerHead::Call { lens, .. } => Some(lens),
+            _ => None,
+        }
+    }
+}
+
+impl FrameHead for FromWorkerHead {
+    fn lengths(&self) -> &[u64] {
+        match self {
+            FromWorkerHead::Answers { lens, .. } => lens,
+            _ => &[],
+        }
+    }
+
+    fn lengths_mut(&mut self) -> Option<&mut Lengths> {
+        match self {
+            FromWorkerHead::Answers { lens, .. } => Some(lens),
+            _ => None,
+        }
+    }
 }
 
 /// A frame ready to write: its prefix and header, then payload parts
@@ -88,57 +128,6 @@ impl Frame {
 
 /// A frame's prefix and header: held inline, headers being short.
 pub(crate) type Head = SmallVec<[u8; 64]>;
-
-/// A frame's prefix and header, for a payload of `payload_len` bytes that
-/// follows it.
-pub(crate) fn encode_head<M: Serialize>(message: &M, payload_len: usize) -> io::Result<Head> {
-    let mut inline = [0u8; 64];
-    let mut head = match postcard::to_slice(message, &mut inline[PREFIX_BYTES..]) {
-        Ok(used) => {
-            let len = PREFIX_BYTES + used.len();
-            Head::from_slice(&inline[..len])
-        }
-        // A long header (a big chunk's item lengths) goes to the heap.
-        Err(postcard::Error::SerializeBufferFull) => {
-            let mut long = Vec::with_capacity(256);
-            encode_head_into(message, payload_len, &mut long)?;
-            return Ok(Head::from_vec(long));
-        }
-        Err(e) => return Err(io::Error::other(e)),
-    };
-    fill_prefix(&mut head, payload_len)?;
-    Ok(head)
-}
-
-/// Writes a frame's prefix once its header follows it in `head`.
-fn fill_prefix(head: &mut [u8], payload_len: usize) -> io::Result<()> {
-    let header_len = u32::try_from(head.len() - PREFIX_BYTES).map_err(io::Error::other)?;
-    head[..4].copy_from_slice(&header_len.to_le_bytes());
-    head[4..PREFIX_BYTES].copy_from_slice(&(payload_len as u64).to_le_bytes());
-    Ok(())
-}
-
-/// [`encode_head`] into `head`, which is cleared first (a buffer reused
-/// from frame to frame).
-fn encode_head_into<M: Serialize>(
-    message: &M,
-    payload_len: usize,
-    head: &mut Vec<u8>,
-) -> io::Result<()> {
-    head.clear();
-    head.extend_from_slice(&[0u8; PREFIX_BYTES]);
-    postcard::to_extend(message, Append(head)).map_err(io::Error::other)?;
-    fill_prefix(head, payload_len)
-}
-
-/// A `Vec` that postcard extends in place.
-struct Append<'a>(&'a mut Vec<u8>);
-
-impl Extend<u8> for Append<'_> {
-    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
-        self.0.extend(bytes);
-    }
-}
 
 fn len_u32(bytes: &Bytes) -> io::Result<u32> {
     u32::try_from(bytes.len()).map_err(|_| io::Error::other("a function reference over 4 GiB"))
@@ -246,14 +235,14 @@ const COALESCE_BYTES: usize = 64 * 1024;
 
 /// Writes one frame to a stream (the worker's side), building it in
 /// `scratch`, a buffer reused from frame to frame. The caller flushes.
-pub(crate) fn write_frame<M: Serialize>(
+pub(crate) fn write_frame(
     out: &mut impl Write,
-    header: &M,
+    header: &impl FrameHead,
     payload: &[&[u8]],
     scratch: &mut Vec<u8>,
 ) -> io::Result<()> {
     let payload_len = payload.iter().map(|p| p.len()).sum();
-    encode_head_into(header, payload_len, scratch)?;
+    head::encode_into(header, payload_len, scratch)?;
     if payload_len <= COALESCE_BYTES {
         for part in payload {
             scratch.extend_from_slice(part);
@@ -288,7 +277,7 @@ pub(crate) fn frame_is_whole(buffer: &[u8]) -> bool {
 
 /// Reads one frame; `Ok(None)` at a clean end of stream. `header` is a
 /// buffer reused from frame to frame.
-pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
+pub(crate) fn read_frame<M: FrameHead>(
     input: &mut impl Read,
     header: &mut Vec<u8>,
 ) -> io::Result<Option<(M, Payload)>> {
@@ -311,8 +300,7 @@ pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
     header.clear();
     header.resize(header_len as usize, 0);
     input.read_exact(header)?;
-    let message =
-        postcard::from_bytes(header).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let message = head::decode(header)?;
     let payload = read_payload(input, payload_len)?;
     Ok(Some((message, payload)))
 }

@@ -210,12 +210,16 @@ def test_main_module_functions_cross(tmp_path: Any) -> None:
 def test_pending_work_completes_at_exit(tmp_path: Any) -> None:
     out = run_script(
         """
+        import os
         import time
         import concurrent_futures_rs as cf
 
         def late(x):
             time.sleep(0.2)
-            print("done", x, flush=True)
+            # One write: the worker and the main process share stdout, and
+            # `print` writes its pieces apart when unbuffered
+            # (PYTHONUNBUFFERED), so two lines could interleave.
+            os.write(1, f"done {x}\\n".encode())
 
         if __name__ == "__main__":
             pool = cf.ProcessPoolExecutor(max_workers=1)

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concurrent_futures as cf;
-use concurrent_futures::process::engine::{Call, Codec, Engine, EngineOptions, Sink};
+use concurrent_futures::process::engine::{Call, Codec, Delivered, Engine, EngineOptions, Sink};
 use concurrent_futures::process::{ForkPipes, Launcher};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -126,15 +126,12 @@ impl PySink {
     }
 }
 
-impl Sink for PySink {
-    fn start(&self) -> bool {
-        matches!(self.future().get().start(), Ok(true))
-    }
-
-    fn answer(&self, _: usize, worker: &cf::WorkerId, outcome: Result<Bytes, Bytes>) {
+impl PySink {
+    /// Decodes an answer (in Python) and completes the future with it.
+    fn answer_in_place(&self, worker: &cf::WorkerId, outcome: Result<&[u8], &[u8]>) {
         attach(|py| {
-            let (ok, data) = match &outcome {
-                Ok(value) => (true, &value[..]),
+            let (ok, data) = match outcome {
+                Ok(value) => (true, value),
                 Err(failure) => (false, split_failure(failure).1),
             };
             let data = PyBytes::new(py, data);
@@ -151,6 +148,27 @@ impl Sink for PySink {
             };
             self.future().get().complete(outcome);
         });
+    }
+}
+
+impl Sink for PySink {
+    fn start(&self) -> bool {
+        matches!(self.future().get().start(), Ok(true))
+    }
+
+    fn answer(&self, _: usize, worker: &cf::WorkerId, outcome: Result<Bytes, Bytes>) {
+        self.answer_in_place(worker, outcome.as_deref().map_err(|f| &f[..]));
+    }
+
+    fn answer_all(
+        &self,
+        worker: &cf::WorkerId,
+        answers: &mut dyn Iterator<Item = (usize, Delivered<'_>)>,
+    ) {
+        // Read where it lies: it is copied into a Python `bytes` anyway.
+        for (_, delivered) in answers {
+            self.answer_in_place(worker, delivered.outcome());
+        }
     }
 
     fn fail(&self, _: usize, error: cf::Error) {

@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::engine::{Call, Codec, Item, Items, Sink, Wake};
+use super::engine::{Call, Codec, Delivered, Item, Items, Sink, Wake};
 use super::serde_messages;
 use super::worker::CallHandler;
 use crate::error::{Error, TaskError, TaskErrorKind, WorkerId, panic_message};
@@ -408,10 +408,10 @@ impl Codec for RustCodec {
 /// Item `outcome` of a worker's answer, decoded.
 fn decode_outcome<R: DeserializeOwned>(
     worker: &WorkerId,
-    outcome: Result<Bytes, Bytes>,
+    outcome: Result<&[u8], &[u8]>,
 ) -> Result<R, Error> {
     match outcome {
-        Ok(bytes) => decode_value(&bytes).map_err(|reason| {
+        Ok(bytes) => decode_value(bytes).map_err(|reason| {
             Error::Failed(TaskError::codec(
                 TaskErrorKind::Deserialize,
                 format!(
@@ -420,8 +420,13 @@ fn decode_outcome<R: DeserializeOwned>(
                 ),
             ))
         }),
-        Err(failure) => Err(RemoteFailure::decode(&failure).into_error(worker)),
+        Err(failure) => Err(RemoteFailure::decode(failure).into_error(worker)),
     }
+}
+
+/// An answer given as `Bytes`, borrowed as the slices it holds.
+fn as_slices(outcome: &Result<Bytes, Bytes>) -> Result<&[u8], &[u8]> {
+    outcome.as_deref().map_err(|failure| &failure[..])
 }
 
 /// The sink of one `submit`.
@@ -435,7 +440,20 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for OneSink<R> {
     }
 
     fn answer(&self, _: usize, worker: &WorkerId, outcome: Result<Bytes, Bytes>) {
-        self.promise.complete(decode_outcome(worker, outcome));
+        self.promise
+            .complete(decode_outcome(worker, as_slices(&outcome)));
+    }
+
+    fn answer_all(
+        &self,
+        worker: &WorkerId,
+        answers: &mut dyn Iterator<Item = (usize, Delivered<'_>)>,
+    ) {
+        // Decoded where it lies: no `Bytes` of its own.
+        for (_, delivered) in answers {
+            self.promise
+                .complete(decode_outcome(worker, delivered.outcome()));
+        }
     }
 
     fn fail(&self, _: usize, error: Error) {
@@ -565,15 +583,16 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for ChunkSink<R> {
     }
 
     fn answer(&self, index: usize, worker: &WorkerId, outcome: Result<Bytes, Bytes>) {
-        self.settle(index, decode_outcome(worker, outcome));
+        self.settle(index, decode_outcome(worker, as_slices(&outcome)));
     }
 
     fn answer_all(
         &self,
         worker: &WorkerId,
-        answers: &mut dyn Iterator<Item = (usize, Result<Bytes, Bytes>)>,
+        answers: &mut dyn Iterator<Item = (usize, Delivered<'_>)>,
     ) {
-        let decoded = answers.map(|(index, outcome)| (index, decode_outcome(worker, outcome)));
+        let decoded =
+            answers.map(|(index, delivered)| (index, decode_outcome(worker, delivered.outcome())));
         if let Some(chunk) = self.gather_all(decoded) {
             self.promise.complete(Ok(chunk));
         }
@@ -715,6 +734,23 @@ mod tests {
         sink.answer(index, &WorkerId::process(7), Ok(bytes));
     }
 
+    /// Gives `sink` the answers of one message, each in a buffer of its
+    /// own.
+    fn answer_all(
+        sink: &ChunkSink<u64>,
+        worker: &WorkerId,
+        answers: &[(usize, Result<Bytes, Bytes>)],
+    ) {
+        let mut delivered = answers.iter().map(|(index, outcome)| {
+            let (bytes, failed) = match outcome {
+                Ok(value) => (value, false),
+                Err(failure) => (failure, true),
+            };
+            (*index, Delivered::new(bytes, 0..bytes.len(), failed))
+        });
+        sink.answer_all(worker, &mut delivered);
+    }
+
     fn outcomes(future: crate::future::Future<Vec<Result<u64, Error>>>) -> Vec<Result<u64, Error>> {
         assert!(future.done());
         future.take_outcome().ok().unwrap().unwrap()
@@ -748,18 +784,18 @@ mod tests {
         let panicked = Err(Bytes::from(
             failure(FailureKind::Panic, "boom".into()).encode(),
         ));
-        sink.answer_all(&worker, &mut [(2, value(4)), (3, panicked)].into_iter());
+        answer_all(&sink, &worker, &[(2, value(4)), (3, panicked)]);
         assert!(future.running(), "two of four items are not the chunk");
         let undecodable = Ok(Bytes::new());
-        sink.answer_all(
+        answer_all(
+            &sink,
             &worker,
-            &mut [
+            &[
                 (2, value(9)),
                 (0, undecodable),
                 (9, value(5)),
                 (1, value(1)),
-            ]
-            .into_iter(),
+            ],
         );
         let got = outcomes(future);
         assert!(
@@ -773,7 +809,7 @@ mod tests {
             "{got:?}"
         );
         // After the chunk is done, answers are strays.
-        sink.answer_all(&worker, &mut [(1, value(3))].into_iter());
+        answer_all(&sink, &worker, &[(1, value(3))]);
     }
 
     #[test]

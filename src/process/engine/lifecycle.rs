@@ -15,7 +15,7 @@ use super::{ENGINE_THREAD, Engine, Request, STARTUP_TIMEOUT, Sink};
 use crate::error::{
     BrokenExecutor, BrokenKind, Error, ExitCause, TaskError, TaskErrorKind, WorkerDeath, WorkerId,
 };
-use crate::process::transport::{Answer, FromWorker, LinkEvents, StopHow, ToWorker};
+use crate::process::transport::{AnswerView, Answers, FromWorker, LinkEvents, StopHow, ToWorker};
 
 /// What one worker's events reach: the engine, with the worker's number.
 struct Events {
@@ -102,7 +102,7 @@ impl LinkEvents for Events {
 struct Answered {
     call_id: u64,
     first: usize,
-    answers: SmallVec<[Answer; 1]>,
+    answers: Answers,
 }
 
 /// What a call's sink gets from one answers message, and from which worker:
@@ -112,7 +112,7 @@ struct Answered {
 struct Deliveries {
     sink: Arc<dyn Sink>,
     worker: WorkerId,
-    answers: SmallVec<[Answer; 1]>,
+    answers: Answers,
     indices: SmallVec<[usize; 1]>,
     /// One of them judged timed out (or cancelled) before its answer was
     /// read: its place among `answers`, and what it is owed instead, if
@@ -131,16 +131,21 @@ impl Deliveries {
             indices,
             settled,
         } = self;
-        if settled.is_none() && !answers.iter().any(|a| matches!(a, Answer::Lost(_))) {
-            let mut outcomes = answers
-                .into_iter()
-                .zip(indices)
-                .filter_map(|(answer, index)| Some((index, answer.received().ok()?)));
+        if settled.is_none() && answers.all_delivered() {
+            let mut outcomes =
+                answers
+                    .iter()
+                    .zip(indices)
+                    .filter_map(|(answer, index)| match answer {
+                        AnswerView::Delivered(delivered) => Some((index, delivered)),
+                        // Not with every answer delivered.
+                        AnswerView::Lost(_) => None,
+                    });
             sink.answer_all(&worker, &mut outcomes);
             return;
         }
         let mut settled = settled;
-        for (place, (answer, index)) in answers.into_iter().zip(indices).enumerate() {
+        for (place, (answer, index)) in answers.iter().zip(indices).enumerate() {
             if let Some((at, owed)) = &mut settled
                 && *at == place
             {
@@ -149,25 +154,15 @@ impl Deliveries {
                 }
                 continue;
             }
-            match answer.received() {
-                Ok(outcome) => sink.answer(index, &worker, outcome),
-                Err(error) => sink.fail(index, error),
+            match answer {
+                AnswerView::Delivered(delivered) => {
+                    sink.answer(index, &worker, delivered.to_bytes());
+                }
+                AnswerView::Lost(why) => sink.fail(
+                    index,
+                    Error::Failed(TaskError::codec(TaskErrorKind::Deserialize, why.to_owned())),
+                ),
             }
-        }
-    }
-}
-
-impl Answer {
-    /// What the item's sink is given: the encoded result or failure, or
-    /// the engine's error for an answer that could not be received.
-    fn received(self) -> Result<Result<bytes::Bytes, bytes::Bytes>, Error> {
-        match self {
-            Answer::Value(v) => Ok(Ok(v)),
-            Answer::Failure(f) => Ok(Err(f)),
-            Answer::Lost(why) => Err(Error::Failed(TaskError::codec(
-                TaskErrorKind::Deserialize,
-                why,
-            ))),
         }
     }
 }

@@ -71,6 +71,7 @@ use smallvec::SmallVec;
 
 use self::table::{Queued, Running, Settle, State, Stop};
 use super::launcher::Launcher;
+pub use super::transport::Delivered;
 use super::transport::pipe::PipeTransport;
 use super::transport::{StopHow, ToWorker, Transport};
 use crate::at_exit::{self, FinishAtExit};
@@ -183,17 +184,20 @@ pub trait Sink: Send + Sync {
     /// encoded failure.
     fn answer(&self, index: usize, worker: &WorkerId, outcome: Result<Bytes, Bytes>);
 
-    /// The answers one message from a worker brought, in order: the
-    /// default gives each to [`answer`](Self::answer). A sink that gathers
-    /// a call's items (a `map` chunk's single future) takes them all at
-    /// once, under one lock instead of one per item.
+    /// The answers one message from a worker brought, in order, each
+    /// where it lies in the message's buffer: the default gives each to
+    /// [`answer`](Self::answer) as `Bytes` sharing that buffer. A sink
+    /// that decodes them at once can read them in place
+    /// ([`Delivered::outcome`]), and one that gathers a call's items (a
+    /// `map` chunk's single future) can take them all under one lock
+    /// instead of one per item.
     fn answer_all(
         &self,
         worker: &WorkerId,
-        answers: &mut dyn Iterator<Item = (usize, Result<Bytes, Bytes>)>,
+        answers: &mut dyn Iterator<Item = (usize, Delivered<'_>)>,
     ) {
-        for (index, outcome) in answers {
-            self.answer(index, worker, outcome);
+        for (index, delivered) in answers {
+            self.answer(index, worker, delivered.to_bytes());
         }
     }
 

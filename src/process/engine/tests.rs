@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
-use super::{Call, Codec, Engine, EngineOptions, Item, Sink};
+use super::{Call, Codec, Delivered, Engine, EngineOptions, Item, Sink};
 use crate::error::{Error, ExitCause, WorkerId};
 use crate::executor::Shutdown;
 use crate::process::transport::{
@@ -242,7 +242,7 @@ impl Fake {
         self.events.received(FromWorker::Answers {
             id,
             first,
-            answers: answers.into(),
+            answers: answers.into_iter().collect(),
         });
         self.events.caught_up();
     }
@@ -367,11 +367,11 @@ impl Sink for Record {
     fn answer_all(
         &self,
         worker: &WorkerId,
-        answers: &mut dyn Iterator<Item = (usize, Result<Bytes, Bytes>)>,
+        answers: &mut dyn Iterator<Item = (usize, Delivered<'_>)>,
     ) {
         let mut count = 0;
-        for (index, outcome) in answers {
-            self.answer(index, worker, outcome);
+        for (index, delivered) in answers {
+            self.answer(index, worker, delivered.to_bytes());
             count += 1;
         }
         self.batches.lock().push(count);

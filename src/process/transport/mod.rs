@@ -11,6 +11,7 @@
 //! Implementations: [`pipe`] (a fresh process of a program, over pipes:
 //! the default) and, in the engine's tests, an in-memory one.
 
+mod answers;
 mod head;
 mod lengths;
 pub(crate) mod pipe;
@@ -23,6 +24,11 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::error::{ExitCause, WorkerId};
+
+#[cfg(test)]
+pub(crate) use answers::Answer;
+pub use answers::Delivered;
+pub(crate) use answers::{AnswerView, Answers};
 
 /// What the engine sends a worker.
 #[cfg_attr(feature = "cluster", derive(serde::Serialize, serde::Deserialize))]
@@ -57,21 +63,8 @@ pub(crate) enum FromWorker {
     Answers {
         id: u64,
         first: u32,
-        answers: SmallVec<[Answer; 1]>,
+        answers: Answers,
     },
-}
-
-/// How one item of a call ended.
-#[cfg_attr(feature = "cluster", derive(serde::Serialize, serde::Deserialize))]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Answer {
-    /// Its result, as the codec encoded it.
-    Value(Bytes),
-    /// Its failure, as the codec encoded it.
-    Failure(Bytes),
-    /// It ended, but its answer could not be received, for this reason
-    /// (say, too large for this process's memory).
-    Lost(String),
 }
 
 /// How a worker is asked to stop.

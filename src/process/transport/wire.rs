@@ -18,7 +18,7 @@ use smallvec::{SmallVec, smallvec};
 pub(crate) use super::head::encode_head;
 use super::head::{self, FrameHead};
 use super::lengths::Lengths;
-use super::{Answer, FromWorker, ToWorker};
+use super::{Answers, FromWorker, ToWorker};
 
 /// The largest payload a frame may carry. Large enough for any argument
 /// or result a pipe is a sensible way to move; small enough that a corrupt
@@ -188,39 +188,13 @@ pub(crate) fn from_worker(head: FromWorkerHead, payload: Payload) -> Option<From
             lens,
             failed,
         } => {
-            let total: u64 = lens.iter().sum();
             let answers = match payload {
-                // One answer (a `submit`): the payload as it is.
-                Ok(bytes) if lens.len() == 1 && bytes.len() as u64 == total => {
-                    let bytes = Bytes::from(bytes);
-                    if failed.is_empty() {
-                        smallvec![Answer::Value(bytes)]
-                    } else {
-                        smallvec![Answer::Failure(bytes)]
-                    }
-                }
-                Ok(bytes) if bytes.len() as u64 == total => {
-                    let mut payload = Bytes::from(bytes);
-                    let mut failed = failed.into_iter().peekable();
-                    lens.iter()
-                        .enumerate()
-                        .map(|(i, &len)| {
-                            let part = payload.split_to(len as usize);
-                            if failed.next_if_eq(&(i as u32)).is_some() {
-                                Answer::Failure(part)
-                            } else {
-                                Answer::Value(part)
-                            }
-                        })
-                        .collect()
-                }
-                Ok(_) => return None,
+                Ok(bytes) => Answers::new(Bytes::from(bytes), lens, failed)?,
                 // Too large to hold: the answers are lost, and say so.
-                Err(total) => {
-                    let lost =
-                        format!("the answer ({total} bytes) does not fit in this process's memory");
-                    lens.iter().map(|_| Answer::Lost(lost.clone())).collect()
-                }
+                Err(total) => Answers::all_lost(
+                    lens.len(),
+                    &format!("the answer ({total} bytes) does not fit in this process's memory"),
+                ),
             };
             FromWorker::Answers { id, first, answers }
         }
@@ -327,6 +301,7 @@ fn read_payload(input: &mut impl Read, len: u64) -> io::Result<Payload> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::transport::AnswerView;
 
     fn frame_bytes(frame: &Frame) -> Vec<u8> {
         let mut bytes = frame.head.to_vec();
@@ -385,14 +360,14 @@ mod tests {
         else {
             panic!("not answers");
         };
-        assert_eq!(
-            answers[..],
-            [
-                Answer::Value(Bytes::from_static(b"ok")),
-                Answer::Failure(Bytes::from_static(b"bad")),
-                Answer::Value(Bytes::from_static(b"!"))
-            ]
-        );
+        let outcomes: Vec<_> = answers
+            .iter()
+            .map(|answer| match answer {
+                AnswerView::Delivered(delivered) => delivered.outcome(),
+                AnswerView::Lost(why) => panic!("lost: {why}"),
+            })
+            .collect();
+        assert_eq!(outcomes, [Ok(&b"ok"[..]), Err(&b"bad"[..]), Ok(&b"!"[..])]);
     }
 
     #[test]

@@ -158,33 +158,70 @@ impl Answers {
     }
 
     /// The answers, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = AnswerView<'_>> {
-        let mut failed = self.failed.iter().copied().peekable();
-        let mut lost = self.lost.iter().peekable();
-        let mut start = 0usize;
-        self.lens.iter().enumerate().map(move |(at, &len)| {
-            let at = at as u32;
-            let is_failure = failed.next_if_eq(&at).is_some();
-            if let Some((_, why)) = lost.next_if(|(l, _)| *l == at) {
-                return AnswerView::Lost(why);
+    pub(crate) fn iter(&self) -> Iter<'_> {
+        Iter {
+            answers: self,
+            at: 0,
+            start: 0,
+            failed: &self.failed,
+            lost: &self.lost,
+        }
+    }
+}
+
+/// [`Answers::iter`]: a loop of its own rather than adapters, since it
+/// runs once per item of every chunk.
+pub(crate) struct Iter<'a> {
+    answers: &'a Answers,
+    /// The next answer's position, and where its bytes start.
+    at: usize,
+    start: usize,
+    /// The failures and losses not yet reached.
+    failed: &'a [u32],
+    lost: &'a [(u32, String)],
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = AnswerView<'a>;
+
+    fn next(&mut self) -> Option<AnswerView<'a>> {
+        let &len = self.answers.lens.get(self.at)?;
+        let at = self.at as u32;
+        self.at += 1;
+        let is_failure = match self.failed {
+            [first, rest @ ..] if *first == at => {
+                self.failed = rest;
+                true
             }
-            // `new` checks that the lengths add up to the bytes; answers
-            // read from a network link were not made by `new`.
-            let Some(end) = usize::try_from(len)
-                .ok()
-                .and_then(|len| start.checked_add(len))
-                .filter(|&end| end <= self.bytes.len())
-            else {
-                return AnswerView::Lost("the answer lies outside its message");
-            };
-            let range = start..end;
-            start = end;
-            AnswerView::Delivered(Delivered {
-                buffer: &self.bytes,
-                range,
-                failed: is_failure,
-            })
-        })
+            _ => false,
+        };
+        if let [(first, why), rest @ ..] = self.lost
+            && *first == at
+        {
+            self.lost = rest;
+            return Some(AnswerView::Lost(why));
+        }
+        // `new` checks that the lengths add up to the bytes; answers read
+        // from a network link were not made by `new`.
+        let Some(end) = usize::try_from(len)
+            .ok()
+            .and_then(|len| self.start.checked_add(len))
+            .filter(|&end| end <= self.answers.bytes.len())
+        else {
+            return Some(AnswerView::Lost("the answer lies outside its message"));
+        };
+        let range = self.start..end;
+        self.start = end;
+        Some(AnswerView::Delivered(Delivered {
+            buffer: &self.answers.bytes,
+            range,
+            failed: is_failure,
+        }))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.answers.lens.len() - self.at;
+        (left, Some(left))
     }
 }
 

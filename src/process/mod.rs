@@ -68,6 +68,20 @@ pub fn run_worker_if_child() {
     entry::run_worker_if_marked();
 }
 
+/// Collects a few items (a call's lengths, its parts, a frame's body) by
+/// pushing them: `SmallVec`'s `collect` and `extend` are generic loops
+/// that cost about 100 instructions even for the one item a `submit` has,
+/// several times per call.
+pub(crate) fn small_vec_of<A: smallvec::Array>(
+    items: impl ExactSizeIterator<Item = A::Item>,
+) -> smallvec::SmallVec<A> {
+    let mut collected = smallvec::SmallVec::with_capacity(items.len());
+    for item in items {
+        collected.push(item);
+    }
+    collected
+}
+
 /// What the Rust front end tells a user whose worker never started.
 fn startup_advice(launcher: &Launcher) -> String {
     match &launcher.unusual {

@@ -15,6 +15,7 @@ use super::{ENGINE_THREAD, Engine, Request, STARTUP_TIMEOUT, Sink};
 use crate::error::{
     BrokenExecutor, BrokenKind, Error, ExitCause, TaskError, TaskErrorKind, WorkerDeath, WorkerId,
 };
+use crate::process::small_vec_of;
 use crate::process::transport::{AnswerView, Answers, FromWorker, LinkEvents, StopHow, ToWorker};
 
 /// What one worker's events reach: the engine, with the worker's number.
@@ -237,7 +238,9 @@ impl Engine {
             let room = batch.size_hint().1.unwrap_or(1);
             let mut deliveries: SmallVec<[Deliveries; 1]> = SmallVec::with_capacity(room);
             for answered in batch {
-                deliveries.extend(self.take_answers(worker, answered));
+                if let Some(delivery) = self.take_answers(worker, answered) {
+                    deliveries.push(delivery);
+                }
             }
             if deliveries.is_empty() {
                 return;
@@ -276,10 +279,11 @@ impl Engine {
         let sink = Arc::clone(&head.sink);
         // Answers past the call's items are a worker's error: dropped.
         answers.truncate(head.call.items.len().saturating_sub(first));
-        let indices: SmallVec<[usize; 1]> = head.call.items[first..first + answers.len()]
-            .iter()
-            .map(|item| item.index)
-            .collect();
+        let indices: SmallVec<[usize; 1]> = small_vec_of(
+            head.call.items[first..first + answers.len()]
+                .iter()
+                .map(|item| item.index),
+        );
         let settled = head
             .settled
             .filter(|at| (first..first + answers.len()).contains(at))

@@ -71,6 +71,7 @@ use smallvec::SmallVec;
 
 use self::table::{Queued, Running, Settle, State, Stop};
 use super::launcher::Launcher;
+use super::small_vec_of;
 pub use super::transport::Delivered;
 use super::transport::pipe::PipeTransport;
 use super::transport::{StopHow, ToWorker, Transport};
@@ -391,10 +392,11 @@ impl Call {
                 _ => parts.push((item.start, item.end)),
             }
         }
-        parts
-            .into_iter()
-            .map(|(start, end)| self.buffer.slice(start..end))
-            .collect()
+        small_vec_of(
+            parts
+                .into_iter()
+                .map(|(start, end)| self.buffer.slice(start..end)),
+        )
     }
 
     /// The same call with only `items`.
@@ -892,7 +894,7 @@ impl Engine {
         ToWorker::Call {
             id: call_id,
             function: call.function.clone(),
-            lens: call.items.iter().map(|i| i.len() as u64).collect(),
+            lens: small_vec_of(call.items.iter().map(|i| i.len() as u64)),
             parts: call.parts(),
             report_each: self.precise(),
         }

@@ -162,7 +162,10 @@ pub(crate) fn to_worker_frame(message: ToWorker) -> io::Result<Frame> {
             };
             let mut body = SmallVec::with_capacity(1 + parts.len());
             body.push(function);
-            body.extend(parts);
+            // Pushed, not `extend`ed: see `small_vec_of`.
+            for part in parts {
+                body.push(part);
+            }
             Ok(Frame {
                 head: encode_head(&head, payload_len)?,
                 body,

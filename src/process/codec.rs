@@ -746,7 +746,8 @@ mod tests {
                 Ok(value) => (value, false),
                 Err(failure) => (failure, true),
             };
-            (*index, Delivered::new(bytes, 0..bytes.len(), failed))
+            let whole = Delivered::new(bytes, 0..bytes.len(), failed);
+            (*index, whole.expect("the whole buffer"))
         });
         sink.answer_all(worker, &mut delivered);
     }

@@ -53,9 +53,10 @@ pub(crate) enum Answer {
 /// # use bytes::Bytes;
 /// # use concurrent_futures::process::engine::Delivered;
 /// let buffer = Bytes::from_static(b"okbad");
-/// let failure = Delivered::new(&buffer, 2..5, true);
+/// let failure = Delivered::new(&buffer, 2..5, true).unwrap();
 /// assert_eq!(failure.outcome(), Err(&b"bad"[..]));
 /// assert_eq!(failure.to_bytes(), Err(Bytes::from_static(b"bad")));
+/// assert!(Delivered::new(&buffer, 2..6, false).is_none(), "past the end");
 /// ```
 #[derive(Debug, Clone)]
 pub struct Delivered<'a> {
@@ -66,21 +67,13 @@ pub struct Delivered<'a> {
 
 impl<'a> Delivered<'a> {
     /// The answer at `range` of `buffer`: a failure if `failed`, else a
-    /// result.
-    ///
-    /// # Panics
-    ///
-    /// If `range` does not lie within `buffer`.
-    pub fn new(buffer: &'a Bytes, range: Range<usize>, failed: bool) -> Self {
-        assert!(
-            range.start <= range.end && range.end <= buffer.len(),
-            "an answer's range lies within its buffer"
-        );
-        Delivered {
+    /// result; `None` if `range` does not lie within `buffer`.
+    pub fn new(buffer: &'a Bytes, range: Range<usize>, failed: bool) -> Option<Self> {
+        (range.start <= range.end && range.end <= buffer.len()).then_some(Delivered {
             buffer,
             range,
             failed,
-        }
+        })
     }
 
     /// Its encoded result, or its encoded failure.

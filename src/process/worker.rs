@@ -322,7 +322,7 @@ pub(crate) fn serve(pipes: Pipes, mut handler: impl CallHandler) -> i32 {
 #[derive(Default)]
 struct Buffers {
     result: Vec<u8>,
-    answers: Answers,
+    answers: AnswerFrame,
 }
 
 impl Buffers {
@@ -331,7 +331,7 @@ impl Buffers {
             self.result = Vec::new();
         }
         if self.answers.bytes.capacity() > RETAINED_RESULT_BYTES {
-            self.answers = Answers::default();
+            self.answers = AnswerFrame::default();
         }
     }
 }
@@ -436,7 +436,7 @@ impl Call<'_> {
         len: u64,
         output: &mut Out,
     ) -> Served {
-        let mut answers = Answers::default();
+        let mut answers = AnswerFrame::default();
         let message = format!("the argument ({len} bytes) does not fit in the worker's memory");
         for _ in self.lens {
             answers.add(
@@ -474,13 +474,13 @@ fn send_one(
 
 /// Answers collected for one frame; empty between frames.
 #[derive(Default)]
-struct Answers {
+struct AnswerFrame {
     lens: SmallVec<[u64; 1]>,
     failed: SmallVec<[u32; 1]>,
     bytes: Vec<u8>,
 }
 
-impl Answers {
+impl AnswerFrame {
     fn reserve(&mut self, items: usize) {
         self.lens.reserve(items);
     }

@@ -102,10 +102,7 @@ impl Answers {
     /// each; `failed`: which of them are failures. `None` if the lengths
     /// do not add up to the bytes.
     pub(crate) fn new(bytes: Bytes, lens: Lengths, failed: SmallVec<[u32; 1]>) -> Option<Self> {
-        let total = lens
-            .iter()
-            .try_fold(0u64, |sum, &len| sum.checked_add(len))?;
-        (total == bytes.len() as u64).then_some(Answers {
+        (total_len(&lens)? == bytes.len() as u64).then_some(Answers {
             bytes,
             lens,
             failed,
@@ -132,11 +129,7 @@ impl Answers {
     /// within the bytes.
     pub(crate) fn all_delivered(&self) -> bool {
         self.lost.is_empty()
-            && self
-                .lens
-                .iter()
-                .try_fold(0u64, |sum, &len| sum.checked_add(len))
-                .is_some_and(|total| total <= self.bytes.len() as u64)
+            && total_len(&self.lens).is_some_and(|total| total <= self.bytes.len() as u64)
     }
 
     /// Drops the answers after the first `len` (a worker's error: more
@@ -160,6 +153,11 @@ impl Answers {
             lost: &self.lost,
         }
     }
+}
+
+/// The answers' lengths added up; `None` past `u64` (a corrupt header).
+fn total_len(lens: &[u64]) -> Option<u64> {
+    lens.iter().try_fold(0u64, |sum, &len| sum.checked_add(len))
 }
 
 /// [`Answers::iter`]: a loop of its own rather than adapters, since it

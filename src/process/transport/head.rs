@@ -12,7 +12,7 @@ use std::io;
 use postcard::ser_flavors::Flavor;
 
 use super::lengths::{self, Lengths};
-use super::wire::{Head, PREFIX_BYTES};
+use super::wire::{Head, INLINE_HEAD_BYTES, PREFIX_BYTES};
 
 /// A header, whose item lengths (if it has any) travel after its other
 /// fields.
@@ -27,8 +27,8 @@ pub(crate) trait FrameHead: serde::Serialize + for<'de> serde::Deserialize<'de> 
 /// follows it.
 pub(crate) fn encode_head(message: &impl FrameHead, payload_len: usize) -> io::Result<Head> {
     encode(message, payload_len, |len, write| {
-        if len <= Head::new().inline_size() {
-            let mut inline = [0u8; 64];
+        if len <= INLINE_HEAD_BYTES {
+            let mut inline = [0u8; INLINE_HEAD_BYTES];
             write(&mut inline[..len]);
             Head::from_buf_and_len(inline, len)
         } else {

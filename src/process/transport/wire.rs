@@ -126,8 +126,11 @@ impl Frame {
     }
 }
 
+/// How long a frame's prefix and header may be and stay inline.
+pub(crate) const INLINE_HEAD_BYTES: usize = 64;
+
 /// A frame's prefix and header: held inline, headers being short.
-pub(crate) type Head = SmallVec<[u8; 64]>;
+pub(crate) type Head = SmallVec<[u8; INLINE_HEAD_BYTES]>;
 
 fn len_u32(bytes: &Bytes) -> io::Result<u32> {
     u32::try_from(bytes.len()).map_err(|_| io::Error::other("a function reference over 4 GiB"))

@@ -26,6 +26,7 @@ in effect.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import runpy
@@ -79,6 +80,14 @@ def main() -> None:
     if len(sys.argv) < 3 or sys.argv[1] not in ("stdlib", "ours"):
         sys.exit("usage: python _launch.py {stdlib,ours} EXAMPLE.py [ARGS...]")
     mode, path = sys.argv[1], os.path.abspath(sys.argv[2])
+    # run.py sets PYTHONUNBUFFERED so that a killed example loses nothing;
+    # unbuffered, `print` writes its pieces apart, and a worker's log line
+    # could land inside the main thread's line of dashes. Line buffering
+    # writes each whole line at once and still loses nothing but a
+    # partial line.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True, write_through=False)
     if mode == "ours":
         import concurrent_futures_rs.alias
 

@@ -212,6 +212,13 @@ fn child_main(args: &[String]) -> ExitCode {
     }
 }
 
+/// `peers` starting at the `by`-th, wrapping around: the order of round
+/// `by`, so that no peer always runs first, or right after the same one.
+fn rotated(peers: &[Peer], by: usize) -> impl Iterator<Item = Peer> + '_ {
+    let start = by % peers.len().max(1);
+    peers[start..].iter().chain(&peers[..start]).copied()
+}
+
 /// Every workload for every peer, one after the other so they do not
 /// compete for the two cores; then the tables.
 fn run_all(cfg: &Config, write: bool) -> Result<(), String> {
@@ -232,7 +239,7 @@ fn run_all(cfg: &Config, write: bool) -> Result<(), String> {
 
     let mut samples: BTreeMap<Peer, Samples> = BTreeMap::new();
     for round in 1..=cfg.rounds {
-        for peer in Peer::RUST {
+        for peer in rotated(&Peer::RUST, round - 1) {
             progress(&format!("round {round}/{}: {peer}", cfg.rounds));
             let samples = samples.entry(peer).or_default();
             with_pool!(peer, P => workloads::measure_round::<P>(cfg, samples));
@@ -388,5 +395,26 @@ mod cluster_only {
     #[derive(Clone, Copy, Debug)]
     pub struct OursOnly {
         pub calls_ahead: Option<usize>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_round_starts_with_the_next_peer_and_keeps_them_all() {
+        let orders: Vec<Vec<Peer>> = (0..Peer::RUST.len() + 1)
+            .map(|round| rotated(&Peer::RUST, round).collect())
+            .collect();
+        for (round, order) in orders.iter().enumerate() {
+            assert_eq!(order[0], Peer::RUST[round % Peer::RUST.len()]);
+            let mut sorted = order.clone();
+            sorted.sort();
+            let mut all = Peer::RUST.to_vec();
+            all.sort();
+            assert_eq!(sorted, all, "round {round} runs every peer once");
+        }
+        assert_eq!(orders[0], orders[Peer::RUST.len()]);
     }
 }

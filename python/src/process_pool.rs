@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concurrent_futures as cf;
-use concurrent_futures::process::engine::{Call, Codec, Delivered, Engine, EngineOptions, Sink};
+use concurrent_futures::process::engine::{AnswerBatch, Call, Codec, Engine, EngineOptions, Sink};
 use concurrent_futures::process::{ForkPipes, Launcher};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -160,11 +160,7 @@ impl Sink for PySink {
         self.answer_in_place(worker, outcome.as_deref().map_err(|f| &f[..]));
     }
 
-    fn answer_all(
-        &self,
-        worker: &cf::WorkerId,
-        answers: &mut dyn Iterator<Item = (usize, Delivered<'_>)>,
-    ) {
+    fn answer_all(&self, worker: &cf::WorkerId, answers: AnswerBatch<'_>) {
         // Read where it lies: it is copied into a Python `bytes` anyway.
         for (_, delivered) in answers {
             self.answer_in_place(worker, delivered.outcome());

@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::engine::{Call, Codec, Delivered, Item, Items, Sink, Wake};
+use super::engine::{AnswerBatch, Call, Codec, Item, Items, Sink, Wake};
 use super::serde_messages;
 use super::worker::CallHandler;
 use crate::error::{Error, TaskError, TaskErrorKind, WorkerId, panic_message};
@@ -444,11 +444,7 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for OneSink<R> {
             .complete(decode_outcome(worker, as_slices(&outcome)));
     }
 
-    fn answer_all(
-        &self,
-        worker: &WorkerId,
-        answers: &mut dyn Iterator<Item = (usize, Delivered<'_>)>,
-    ) {
+    fn answer_all(&self, worker: &WorkerId, answers: AnswerBatch<'_>) {
         // Decoded where it lies: no `Bytes` of its own.
         for (_, delivered) in answers {
             self.promise
@@ -586,11 +582,7 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for ChunkSink<R> {
         self.settle(index, decode_outcome(worker, as_slices(&outcome)));
     }
 
-    fn answer_all(
-        &self,
-        worker: &WorkerId,
-        answers: &mut dyn Iterator<Item = (usize, Delivered<'_>)>,
-    ) {
+    fn answer_all(&self, worker: &WorkerId, answers: AnswerBatch<'_>) {
         let decoded =
             answers.map(|(index, delivered)| (index, decode_outcome(worker, delivered.outcome())));
         if let Some(chunk) = self.gather_all(decoded) {
@@ -623,6 +615,8 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Sink for ChunkSink<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::engine::Indices;
+    use crate::process::transport::{Answer, Answers};
     use std::time::Duration;
 
     fn square(x: u64) -> u64 {
@@ -734,22 +728,22 @@ mod tests {
         sink.answer(index, &WorkerId::process(7), Ok(bytes));
     }
 
-    /// Gives `sink` the answers of one message, each in a buffer of its
-    /// own.
+    /// Gives `sink` the answers of one message, packed into one buffer
+    /// as a worker's message carries them.
     fn answer_all(
         sink: &ChunkSink<u64>,
         worker: &WorkerId,
         answers: &[(usize, Result<Bytes, Bytes>)],
     ) {
-        let mut delivered = answers.iter().map(|(index, outcome)| {
-            let (bytes, failed) = match outcome {
-                Ok(value) => (value, false),
-                Err(failure) => (failure, true),
-            };
-            let whole = Delivered::new(bytes, 0..bytes.len(), failed);
-            (*index, whole.expect("the whole buffer"))
-        });
-        sink.answer_all(worker, &mut delivered);
+        let packed: Answers = answers
+            .iter()
+            .map(|(_, outcome)| match outcome {
+                Ok(value) => Answer::Value(value.clone()),
+                Err(failure) => Answer::Failure(failure.clone()),
+            })
+            .collect();
+        let indices = Indices::List(answers.iter().map(|(index, _)| *index).collect());
+        sink.answer_all(worker, AnswerBatch::new(&packed, &indices));
     }
 
     fn outcomes(future: crate::future::Future<Vec<Result<u64, Error>>>) -> Vec<Result<u64, Error>> {

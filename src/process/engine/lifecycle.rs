@@ -10,12 +10,12 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use smallvec::SmallVec;
 
+use super::batch::{AnswerBatch, Indices};
 use super::table::{ReaderBusy, Settle, Stop, Worker};
 use super::{ENGINE_THREAD, Engine, Request, STARTUP_TIMEOUT, Sink};
 use crate::error::{
     BrokenExecutor, BrokenKind, Error, ExitCause, TaskError, TaskErrorKind, WorkerDeath, WorkerId,
 };
-use crate::process::small_vec_of;
 use crate::process::transport::{AnswerView, Answers, FromWorker, LinkEvents, StopHow, ToWorker};
 
 /// What one worker's events reach: the engine, with the worker's number.
@@ -114,7 +114,7 @@ struct Deliveries {
     sink: Arc<dyn Sink>,
     worker: WorkerId,
     answers: Answers,
-    indices: SmallVec<[usize; 1]>,
+    indices: Indices,
     /// One of them judged timed out (or cancelled) before its answer was
     /// read: its place among `answers`, and what it is owed instead, if
     /// not yet paid.
@@ -133,20 +133,11 @@ impl Deliveries {
             settled,
         } = self;
         if settled.is_none() && answers.all_delivered() {
-            let mut outcomes =
-                answers
-                    .iter()
-                    .zip(indices)
-                    .filter_map(|(answer, index)| match answer {
-                        AnswerView::Delivered(delivered) => Some((index, delivered)),
-                        // Not with every answer delivered.
-                        AnswerView::Lost(_) => None,
-                    });
-            sink.answer_all(&worker, &mut outcomes);
+            sink.answer_all(&worker, AnswerBatch::new(&answers, &indices));
             return;
         }
         let mut settled = settled;
-        for (place, (answer, index)) in answers.iter().zip(indices).enumerate() {
+        for (place, (answer, index)) in answers.iter().zip(indices.iter()).enumerate() {
             if let Some((at, owed)) = &mut settled
                 && *at == place
             {
@@ -279,11 +270,7 @@ impl Engine {
         let sink = Arc::clone(&head.sink);
         // Answers past the call's items are a worker's error: dropped.
         answers.truncate(head.call.items.len().saturating_sub(first));
-        let indices: SmallVec<[usize; 1]> = small_vec_of(
-            head.call.items[first..first + answers.len()]
-                .iter()
-                .map(|item| item.index),
-        );
+        let indices = Indices::of(&head.call.items[first..first + answers.len()]);
         let settled = head
             .settled
             .filter(|at| (first..first + answers.len()).contains(at))

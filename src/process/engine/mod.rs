@@ -53,6 +53,7 @@
 //! `Lifecycle` is lock-free but for its worker count, which is taken
 //! only alone.
 
+mod batch;
 mod lifecycle;
 mod table;
 #[cfg(test)]
@@ -69,6 +70,9 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
 
+pub use self::batch::AnswerBatch;
+#[cfg(test)]
+pub(crate) use self::batch::Indices;
 use self::table::{Queued, Running, Settle, State, Stop};
 use super::launcher::Launcher;
 use super::small_vec_of;
@@ -192,11 +196,7 @@ pub trait Sink: Send + Sync {
     /// ([`Delivered::outcome`]), and one that gathers a call's items (a
     /// `map` chunk's single future) can take them all under one lock
     /// instead of one per item.
-    fn answer_all(
-        &self,
-        worker: &WorkerId,
-        answers: &mut dyn Iterator<Item = (usize, Delivered<'_>)>,
-    ) {
+    fn answer_all(&self, worker: &WorkerId, answers: AnswerBatch<'_>) {
         for (index, delivered) in answers {
             self.answer(index, worker, delivered.to_bytes());
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
-use super::{Call, Codec, Delivered, Engine, EngineOptions, Item, Sink};
+use super::{AnswerBatch, Call, Codec, Engine, EngineOptions, Item, Sink};
 use crate::error::{Error, ExitCause, WorkerId};
 use crate::executor::Shutdown;
 use crate::process::transport::{
@@ -364,11 +364,7 @@ impl Sink for Record {
         );
     }
 
-    fn answer_all(
-        &self,
-        worker: &WorkerId,
-        answers: &mut dyn Iterator<Item = (usize, Delivered<'_>)>,
-    ) {
+    fn answer_all(&self, worker: &WorkerId, answers: AnswerBatch<'_>) {
         let mut count = 0;
         for (index, delivered) in answers {
             self.answer(index, worker, delivered.to_bytes());

@@ -77,6 +77,7 @@ impl<'a> Delivered<'a> {
     }
 
     /// Its encoded result, or its encoded failure.
+    #[inline]
     pub fn outcome(&self) -> Result<&'a [u8], &'a [u8]> {
         let bytes = &self.buffer[self.range.clone()];
         if self.failed { Err(bytes) } else { Ok(bytes) }
@@ -162,6 +163,7 @@ fn total_len(lens: &[u64]) -> Option<u64> {
 
 /// [`Answers::iter`]: a loop of its own rather than adapters, since it
 /// runs once per item of every chunk.
+#[derive(Debug, Clone)]
 pub(crate) struct Iter<'a> {
     answers: &'a Answers,
     /// The next answer's position, and where its bytes start.
@@ -175,6 +177,7 @@ pub(crate) struct Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = AnswerView<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<AnswerView<'a>> {
         let &len = self.answers.lens.get(self.at)?;
         let at = self.at as u32;

@@ -28,7 +28,7 @@ use crate::error::{ExitCause, WorkerId};
 #[cfg(test)]
 pub(crate) use answers::Answer;
 pub use answers::Delivered;
-pub(crate) use answers::{AnswerView, Answers};
+pub(crate) use answers::{AnswerView, Answers, Iter as AnswerIter};
 
 /// What the engine sends a worker.
 #[cfg_attr(feature = "cluster", derive(serde::Serialize, serde::Deserialize))]

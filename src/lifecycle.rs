@@ -57,19 +57,29 @@ impl Lifecycle {
     /// # Errors
     ///
     /// [`Error::Broken`] once broken, else [`Error::ShutDown`] once shut down.
+    // Inlined: every submit asks, and its callers are generic, compiled in
+    // the crates that submit; the refusal stays out of line.
+    #[inline]
     pub(crate) fn admit(&self) -> Result<(), Error> {
         // ORDERING: Acquire pairs with the Release in `break_with`, so a
         // reader of BROKEN sees the reason.
         let flags = self.flags.load(Acquire);
+        if flags & (BROKEN | SHUT_DOWN) == 0 {
+            return Ok(());
+        }
+        Err(self.refusal(flags))
+    }
+
+    /// Why [`admit`](Self::admit) refuses, given its `flags`.
+    #[cold]
+    fn refusal(&self, flags: u8) -> Error {
         if flags & BROKEN != 0 {
-            return Err(Error::Broken(self.broken().unwrap_or_else(|| {
-                BrokenExecutor::new(self.kind, "the pool is broken")
-            })));
+            return Error::Broken(
+                self.broken()
+                    .unwrap_or_else(|| BrokenExecutor::new(self.kind, "the pool is broken")),
+            );
         }
-        if flags & SHUT_DOWN != 0 {
-            return Err(Error::ShutDown);
-        }
-        Ok(())
+        Error::ShutDown
     }
 
     /// Stops accepting work; true for the call that did it.

@@ -495,6 +495,7 @@ impl Shared {
     /// Whether every worker has started. From then on tokens cannot start
     /// a thread, so nobody takes or offers them: two contended atomic
     /// operations per task saved (threads never exit before shutdown).
+    #[inline]
     fn full(&self) -> bool {
         self.spawned.load(Relaxed) >= self.max_workers
     }
@@ -525,10 +526,20 @@ impl Shared {
     /// a job from waiting behind a busy worker below `max_workers`: a worker
     /// that has just taken a job may not have updated any count yet, but it
     /// can no longer be claimed twice.
+    // Inlined up to the common answer (every worker runs), since every
+    // submit asks; starting one stays out of line.
+    #[inline]
     fn start_worker_if_needed(self: &Arc<Self>, control: &mut Control) -> std::io::Result<()> {
         if self.full() || self.claim_idle_worker() {
             return Ok(());
         }
+        self.start_worker(control)
+    }
+
+    /// [`start_worker_if_needed`](Self::start_worker_if_needed) past an
+    /// idle worker's token: a new worker, unless `max_workers` run.
+    #[cold]
+    fn start_worker(self: &Arc<Self>, control: &mut Control) -> std::io::Result<()> {
         let spawned = self.spawned.load(Relaxed);
         if spawned >= self.max_workers || control.sender.is_none() {
             return Ok(());

@@ -543,20 +543,26 @@ impl<T> Completing<'_, T> {
     pub(super) fn publish_quietly(self, outcome: Result<T, Error>) -> Wake<T> {
         let this = ManuallyDrop::new(self);
         let entries = this.write_and_finish(Outcome::from_result(outcome), true);
-        Wake::new(Arc::clone(this.inner), entries)
+        Wake::new(Arc::clone(this.inner), entries.unwrap_or_default())
     }
 
     /// Writes `outcome`, moves to Finished and wakes the waiters, or with
-    /// `quiet` returns them, to be woken later.
-    fn write_and_finish(&self, outcome: Outcome<T>, quiet: bool) -> EntryList<T> {
+    /// `quiet` returns them, to be woken later (`None`: there are none).
+    fn write_and_finish(&self, outcome: Outcome<T>, quiet: bool) -> Option<EntryList<T>> {
         let inner = self.inner;
         let entries = self.entries;
         let flag = outcome.flag();
-        let mut taken = EntryList::new();
+        let mut taken = None;
         let mut finish = || {
+            if entries == 0 {
+                // Nobody waits (the usual pool task): no list to take, and
+                // none to drop.
+                inner.leave_owned(Phase::Finished, flag);
+                return;
+            }
             let finished = inner.finish_owned(entries, flag);
             if quiet {
-                taken = finished;
+                taken = Some(finished);
             } else {
                 Inner::notify(inner, finished);
             }

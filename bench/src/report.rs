@@ -365,7 +365,9 @@ channel, + oneshot. Every pool is warmed up (all workers started) first.
 - Rounds: workloads 1-5 run in {rounds} round(s); each round gives every Rust \
 peer a fresh, warmed-up pool in turn, so a burst of outside load hits them \
 alike, and the turns rotate from round to round, so no peer always goes first \
-or follows the same one. Throughput rows are the median over rounds; latency samples are pooled \
+or follows the same one; after each turn the harness waits (up to 2 s) until \
+the process is quiet, so a dropped pool's exiting threads do not share the \
+cores with the next. Throughput rows are the median over rounds; latency samples are pooled \
 over rounds. CPython runs the same rounds in its own process afterwards.
 - 1: submit {submit} tasks returning their index, then join them in order \
 (tokio: one `block_on` over all handles).

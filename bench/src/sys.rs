@@ -24,6 +24,25 @@ pub fn cpu_micros_per_sec_over(secs: f64) -> f64 {
     (process_cpu_time() - before).as_secs_f64() * 1e6 / secs
 }
 
+/// Waits, at most `limit`, until this process is quiet (under 5% of one
+/// CPU over a 20 ms window), so that a pool just dropped, whose threads
+/// may still be exiting or spinning down, does not share the cores with
+/// the next one measured. Whether it got quiet.
+pub fn settle(limit: Duration) -> bool {
+    const WINDOW: Duration = Duration::from_millis(20);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let before = process_cpu_time();
+        std::thread::sleep(WINDOW);
+        if (process_cpu_time() - before) * 20 < WINDOW {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
 /// A field of `/proc/self/status` in bytes (`VmRSS`: resident now,
 /// `VmHWM`: the peak so far).
 pub fn status_bytes(field: &str) -> u64 {

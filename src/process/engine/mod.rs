@@ -334,6 +334,22 @@ pub struct Call {
     items: Items,
 }
 
+#[cfg(test)]
+impl Call {
+    /// Each item's bytes, in order.
+    pub(crate) fn item_bytes(&self) -> Vec<&[u8]> {
+        self.items
+            .iter()
+            .map(|item| &self.buffer[item.start..item.end])
+            .collect()
+    }
+
+    /// The function reference's bytes.
+    pub(crate) fn function_bytes(&self) -> &[u8] {
+        &self.function
+    }
+}
+
 /// A call's items: one, for a `submit`, without an allocation.
 pub(crate) type Items = SmallVec<[Item; 1]>;
 

@@ -223,8 +223,8 @@ mod small_call {
         buffer
     }
 
-    /// The bytes encoded into [`buffer`]'s buffer, which goes back to the
-    /// thread.
+    /// The bytes encoded into a buffer from [`buffer`]; the buffer goes
+    /// back to the thread.
     pub(super) fn bytes(buffer: Vec<u8>) -> Bytes {
         if buffer.len() > INLINE_CALL_BYTES {
             // Larger than expected: the buffer goes with the call.

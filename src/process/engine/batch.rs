@@ -27,10 +27,10 @@ impl Indices {
             .iter()
             .enumerate()
             .all(|(k, item)| first.checked_add(k) == Some(item.index));
-        if follow {
-            Indices::Range(first..first + items.len())
-        } else {
-            Indices::List(small_vec_of(items.iter().map(|item| item.index)))
+        match first.checked_add(items.len()) {
+            Some(end) if follow => Indices::Range(first..end),
+            // Out of order, or ending at `usize::MAX`, where no range ends.
+            _ => Indices::List(small_vec_of(items.iter().map(|item| item.index))),
         }
     }
 
@@ -146,13 +146,10 @@ impl<'a> Iterator for AnswerBatch<'a> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
+        // Lost answers are skipped, so only the upper bound is known.
         let (_, answers) = self.answers.size_hint();
         let (_, indices) = self.indices.size_hint();
-        let most = match (answers, indices) {
-            (Some(a), Some(i)) => Some(a.min(i)),
-            (a, i) => a.or(i),
-        };
-        (0, most)
+        (0, answers.zip(indices).map(|(a, i)| a.min(i)))
     }
 }
 
@@ -202,6 +199,14 @@ mod tests {
         assert_eq!(backwards, Indices::List(smallvec::smallvec![1, 0]));
         let last = Indices::of(&[item(usize::MAX), item(0)]);
         assert_eq!(last, Indices::List(smallvec::smallvec![usize::MAX, 0]));
+        // In order, but no range can end past the last index.
+        let at_the_end = Indices::of(&[item(usize::MAX - 1), item(usize::MAX)]);
+        let expected = smallvec::smallvec![usize::MAX - 1, usize::MAX];
+        assert_eq!(at_the_end, Indices::List(expected));
+        assert_eq!(
+            at_the_end.iter().collect::<Vec<_>>(),
+            [usize::MAX - 1, usize::MAX]
+        );
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub use future::{Future, State};
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, StartMethod};
 pub use wait::{
     ALL_COMPLETED, AsCompleted, AsCompletedTimeout, DoneAndNotDone, FIRST_COMPLETED,
-    FIRST_EXCEPTION, FutureHasher, ReturnWhen, as_completed, as_completed_deadline,
+    FIRST_EXCEPTION, FutureHandle, FutureHasher, ReturnWhen, as_completed, as_completed_deadline,
     as_completed_timeout, wait, wait_deadline, wait_timeout,
 };
 

@@ -975,3 +975,51 @@ fn as_completed_timeout_lets_go_of_its_futures_once_it_timed_out() {
     );
     assert!(it.next().is_none());
 }
+
+// SPEC W1, W2: the futures themselves may be handed over instead of
+// references. Each comes back as it was given: the only handle, so its
+// value can be moved out, and duplicates still count once.
+#[test]
+fn futures_handed_over_by_value_are_moved_not_cloned() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let fs: Vec<_> = (0..64u32)
+        .map(|i| pool.submit(move || i).unwrap())
+        .collect();
+    let mut got: Vec<u32> = as_completed(fs)
+        .map(|f| f.try_into_result().expect("the only handle").unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..64).collect::<Vec<_>>());
+
+    let a = done_with(1);
+    let b: Future<u32> = Future::new();
+    let mut it = as_completed(vec![a.clone(), b.clone(), a.clone()]);
+    assert_eq!(it.len(), 2);
+    assert_eq!(it.next().unwrap(), a);
+    b.set_result(2).unwrap();
+    assert_eq!(it.next().unwrap(), b);
+    assert!(it.next().is_none());
+    drop(it);
+    // The iterator kept no handle: ours are the last again.
+    assert_eq!(a.try_into_result().expect("the last handle").unwrap(), 1);
+    assert_eq!(b.try_into_result().expect("the last handle").unwrap(), 2);
+
+    let c = done_with(3);
+    let d: Future<u32> = Future::new();
+    let r = wait_timeout(
+        vec![c.clone(), d.clone(), c.clone()],
+        Duration::from_millis(1),
+        ALL_COMPLETED,
+    );
+    assert_eq!(r.done, std::slice::from_ref(&c));
+    assert_eq!(r.not_done, std::slice::from_ref(&d));
+    drop(r);
+    assert!(c.try_into_result().is_ok());
+
+    let mut it = as_completed_timeout(vec![d.clone()], Duration::from_millis(1));
+    assert!(matches!(it.next(), Some(Err(Error::Timeout))));
+    assert!(it.next().is_none());
+    drop(it);
+    d.set_result(4).unwrap();
+    assert_eq!(d.try_into_result().expect("the last handle").unwrap(), 4);
+}

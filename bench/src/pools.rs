@@ -35,7 +35,8 @@ impl Pool for ThreadPoolExecutor {
 
     fn submit_as_completed(&self, n: u64) -> u64 {
         let futures: Vec<_> = (0..n).map(|i| self.spawn(move || i)).collect();
-        as_completed(&futures)
+        // Handed over, as the peers' handles are consumed: no clone.
+        as_completed(futures)
             .map(|f| *f.result().expect("the task succeeded"))
             .fold(0, u64::wrapping_add)
     }

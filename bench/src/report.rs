@@ -385,11 +385,14 @@ CPython 3.11 has no `buffersize`, so the script runs Python 3.14's algorithm \
 (a window of {buf} futures, one more submitted as each result is taken); \
 the Rust peers run the same window over their handles.
 - 4a: `as_completed` over {asc} futures that are all done (submitted, then \
-`wait(ALL_COMPLETED)`), so only `as_completed` and `result()` are timed. \
-Ours and CPython only. 4c: the same over the same number of futures in a \
+`wait(ALL_COMPLETED)`), so only `as_completed` and `result()` are timed; \
+ours takes references (`as_completed(&futures)`: the caller keeps its vector, \
+whose drop is not timed). Ours and CPython only. 4c: the same over the same number of futures in a \
 fixed shuffled order (xorshift Fisher-Yates; CPython `random.Random(0x5EED)`), \
 so consecutive futures are not neighbours in memory. 4b: submit {asc} tasks and take them as they complete, \
-submission included. The Rust peers have no `as_completed`: each task sends \
+submission included; ours hands its vector over (`as_completed(futures)`, no \
+handle cloned), as the peers' handles are consumed, and every future's drop is timed. \
+The Rust peers have no `as_completed`: each task sends \
 its result on one shared crossbeam channel, which the caller drains (the \
 per-task oneshot/JoinHandle is still made and dropped).
 - 5: {wait_n} stand-alone pending futures (`Future::new()`, CPython `Future()`); \

@@ -169,6 +169,6 @@ impl AsCompleted {
     fn end(&mut self) {
         self.ended = true;
         self.objects.clear();
-        self.completions = cf::as_completed(std::iter::empty());
+        self.completions = cf::as_completed(std::iter::empty::<cf::Future<_>>());
     }
 }

@@ -6,7 +6,7 @@
 
 #[cfg(not(concurrent_futures_loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
     pub(crate) use std::thread::{Thread, current};
 
     pub(crate) use parking_lot::Mutex;
@@ -69,7 +69,7 @@ mod imp {
 #[cfg(concurrent_futures_loom)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
     pub(crate) use loom::thread::{Thread, current, yield_now};
 
     /// The raw lock as a loom-visible spin lock (loom explores its spins

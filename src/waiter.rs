@@ -12,12 +12,11 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
-#[cfg(not(concurrent_futures_loom))]
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::Waker;
 use std::time::Instant;
 
-use crate::sync::{AtomicBool, Mutex, Thread, current, park_until};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Thread, current, park_until};
 use std::sync::atomic::Ordering::{Acquire, Release};
 
 #[cfg(not(concurrent_futures_loom))]
@@ -26,19 +25,35 @@ thread_local! {
 }
 
 /// Wakes one blocked thread (`result`, `exception`).
+///
+/// A thread keeps one waiter and reuses it for wait after wait, even while
+/// entries of its earlier waits are still registered on futures (a wait
+/// that timed out, or one whose notifier has not yet dropped its entry):
+/// each wait has a number of its own, an entry carries the number of the
+/// wait it was made for, and a notification counts only if its number is
+/// the current one. So a stale entry can never wake a later wait, and a
+/// blocking `result()` allocates nothing, however its notifier is
+/// scheduled.
 #[derive(Debug)]
 pub(crate) struct ThreadWaiter {
-    notified: AtomicBool,
-    closed: AtomicBool,
+    /// The current wait's number times [`WAIT_STEP`], plus [`NOTIFIED`]
+    /// once its notification came. Only the owning thread moves to the
+    /// next number.
+    state: AtomicU64,
     thread: Thread,
 }
+
+/// Set on the current wait's number by its notification.
+const NOTIFIED: u64 = 1;
+/// From one wait's number to the next: 2^63 waits before a number comes
+/// back, so an entry cannot outlive its number's reuse.
+const WAIT_STEP: u64 = 2;
 
 impl ThreadWaiter {
     /// A waiter for the calling thread.
     pub(crate) fn for_current_thread() -> Self {
         ThreadWaiter {
-            notified: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            state: AtomicU64::new(0),
             thread: current(),
         }
     }
@@ -50,29 +65,54 @@ impl ThreadWaiter {
         // handler, after this one was destroyed, just allocates.
         #[cfg(not(concurrent_futures_loom))]
         if let Some(w) = CACHED.try_with(Cell::take).ok().flatten() {
-            w.notified.store(false, Relaxed);
             return w;
         }
         Arc::new(ThreadWaiter::for_current_thread())
     }
 
-    /// Hands the waiter back for reuse. Only a waiter nobody else refers
-    /// to is kept: one left registered on a future (a wait that timed out)
-    /// could still be notified for that future, so it is dropped instead.
+    /// The number of the wait in progress, for the entries registered for
+    /// it. Called by the owning thread only.
+    pub(crate) fn wait_number(&self) -> u64 {
+        // Relaxed: only this thread changes the number.
+        self.state.load(Relaxed) & !NOTIFIED
+    }
+
+    /// Ends the wait in progress and hands the waiter back for reuse:
+    /// from now on, notifications for the wait that ended do nothing.
     pub(crate) fn release(this: Arc<ThreadWaiter>) {
+        this.end_wait();
         #[cfg(not(concurrent_futures_loom))]
-        if Arc::strong_count(&this) == 1 && !this.is_closed() {
-            let _ = CACHED.try_with(|c| c.set(Some(this)));
-        }
+        let _ = CACHED.try_with(|c| c.set(Some(this)));
         #[cfg(concurrent_futures_loom)]
         drop(this);
     }
 
-    pub(crate) fn notify(&self) {
+    /// Moves to the next wait's number: notifications for the one that
+    /// ended do nothing from now on. Called by the owning thread only.
+    pub(crate) fn end_wait(&self) {
+        let next = self.wait_number().wrapping_add(WAIT_STEP);
+        // Relaxed: the entries that may still notify the ended wait only
+        // compare the number, in a read-modify-write that sees this store
+        // or precedes it; a late notification's wake-up is a spurious one,
+        // which `park_until`'s loop absorbs.
+        self.state.store(next, Relaxed);
+    }
+
+    /// Notifies wait `number`, if it is still the one in progress.
+    pub(crate) fn notify(&self, number: u64) {
         // ORDERING: Release pairs with the Acquire in `park_until`, so the
         // woken thread sees the state the notifier published before.
-        self.notified.store(true, Release);
-        self.thread.unpark();
+        if self
+            .state
+            .compare_exchange(number, number | NOTIFIED, Release, Relaxed)
+            .is_ok()
+        {
+            self.thread.unpark();
+        }
+    }
+
+    fn notified(&self) -> bool {
+        self.state.load(Acquire) & NOTIFIED != 0
     }
 
     /// Parks until notified or `deadline`; true when notified.
@@ -89,7 +129,7 @@ impl ThreadWaiter {
         if soon && SpinHistory::advises_spinning() {
             let backoff = crossbeam_utils::Backoff::new();
             while !backoff.is_completed() {
-                if self.notified.load(Acquire) {
+                if self.notified() {
                     SpinHistory::record(true);
                     return true;
                 }
@@ -100,7 +140,7 @@ impl ThreadWaiter {
         #[cfg(concurrent_futures_loom)]
         let _ = soon;
         loop {
-            if self.notified.load(Acquire) {
+            if self.notified() {
                 return true;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -110,12 +150,10 @@ impl ThreadWaiter {
         }
     }
 
-    pub(crate) fn close(&self) {
-        self.closed.store(true, Release);
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Acquire)
+    /// Whether wait `number` is over (notified, or given up): its entry
+    /// may be dropped.
+    pub(crate) fn is_over(&self, number: u64) -> bool {
+        self.state.load(Relaxed) != number
     }
 }
 
@@ -337,7 +375,8 @@ impl AsyncWaiter {
 
 #[cfg(all(test, not(concurrent_futures_loom)))]
 mod tests {
-    use super::SpinHistory;
+    use super::{SpinHistory, ThreadWaiter};
+    use std::sync::Arc;
 
     /// Runs `outcomes` (true: the spin found its result) through a fresh
     /// history; how many of `waits` waits spun, the outcomes consumed by
@@ -377,5 +416,31 @@ mod tests {
         // retry on: every wait after it spins again.
         let spun = spins(|n| n >= 4, 4 + 16 + 100);
         assert_eq!(spun, 4 + 1 + 100);
+    }
+
+    #[test]
+    fn miri_a_wait_that_ended_cannot_be_notified_and_the_waiter_is_reused() {
+        let first = ThreadWaiter::acquire();
+        let first_number = first.wait_number();
+        // An entry of the first wait, still held where it was registered.
+        let stale = Arc::clone(&first);
+        ThreadWaiter::release(first);
+
+        let second = ThreadWaiter::acquire();
+        assert!(
+            Arc::ptr_eq(&second, &stale),
+            "the thread's waiter is reused"
+        );
+        let second_number = second.wait_number();
+        assert_ne!(second_number, first_number);
+        assert!(stale.is_over(first_number));
+        assert!(!second.is_over(second_number));
+
+        stale.notify(first_number);
+        assert!(!second.notified(), "a stale entry woke a later wait");
+        second.notify(second_number);
+        assert!(second.park_until(None, false));
+        assert!(second.is_over(second_number));
+        ThreadWaiter::release(second);
     }
 }

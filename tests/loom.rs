@@ -347,3 +347,39 @@ fn pool_task_failure_or_value_moved_out_by_the_last_handle() {
         assert_eq!(consumed.load(SeqCst), 1);
     });
 }
+
+// SPEC F3: a thread reuses its waiter from wait to wait; a notification
+// for a wait that ended (a `result_timeout` whose entry is still on its
+// future) racing the next wait never wakes that next wait.
+#[test]
+fn a_late_notification_does_not_wake_the_next_wait() {
+    use concurrent_futures::loom_hooks::Waiter;
+    use loom::sync::atomic::AtomicBool;
+    model(|| {
+        let waiter = Waiter::new();
+        let ended = waiter.wait_number();
+        let late = {
+            let entry = waiter.entry();
+            thread::spawn(move || entry.notify(ended))
+        };
+        waiter.end_wait();
+        let current = waiter.wait_number();
+        assert_ne!(current, ended);
+        let completed = Arc::new(AtomicBool::new(false));
+        let completer = {
+            let entry = waiter.entry();
+            let completed = Arc::clone(&completed);
+            thread::spawn(move || {
+                completed.store(true, loom::sync::atomic::Ordering::Relaxed);
+                entry.notify(current);
+            })
+        };
+        assert!(waiter.park());
+        assert!(
+            completed.load(loom::sync::atomic::Ordering::Relaxed),
+            "woken by the notification of a wait that had ended"
+        );
+        late.join().unwrap();
+        completer.join().unwrap();
+    });
+}

@@ -162,7 +162,8 @@ impl<T> Future<T> {
             None => None,
         };
         let waiter = ThreadWaiter::acquire();
-        if inner.register(Entry::Thread(Arc::clone(&waiter))).is_err() {
+        let entry = Entry::Thread(Arc::clone(&waiter), waiter.wait_number());
+        if inner.register(entry).is_err() {
             ThreadWaiter::release(waiter);
             return Ok(());
         }
@@ -174,9 +175,8 @@ impl<T> Future<T> {
         // may need (a parked pool's round trip: 1.3x slower with it).
         let soon = inner.phase() == Phase::Running;
         let notified = waiter.park_until(deadline, soon);
-        if !notified {
-            waiter.close();
-        }
+        // Also what gives a timed-out wait up: its entry, still on the
+        // future, is dropped there at the next registration or the finish.
         ThreadWaiter::release(waiter);
         if notified || self.done() {
             Ok(())
@@ -831,6 +831,43 @@ pub mod loom_hooks {
         /// As a worker does: runs the task unless it was claimed.
         pub fn run(self) {
             self.0.run(&|| {});
+        }
+    }
+
+    /// A thread's waiter, as `result()` uses it, for the model of its
+    /// numbered waits.
+    pub struct Waiter(Arc<crate::waiter::ThreadWaiter>);
+
+    impl Waiter {
+        /// A waiter for the calling thread.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Self {
+            Waiter(Arc::new(crate::waiter::ThreadWaiter::for_current_thread()))
+        }
+
+        /// Another reference, as an entry on a future holds one.
+        pub fn entry(&self) -> Self {
+            Waiter(Arc::clone(&self.0))
+        }
+
+        /// The number of the wait in progress.
+        pub fn wait_number(&self) -> u64 {
+            self.0.wait_number()
+        }
+
+        /// Notifies wait `number`, as a completing future does.
+        pub fn notify(&self, number: u64) {
+            self.0.notify(number)
+        }
+
+        /// Ends the wait in progress, as a timed-out `result()` does.
+        pub fn end_wait(&self) {
+            self.0.end_wait()
+        }
+
+        /// Parks until the wait in progress is notified.
+        pub fn park(&self) -> bool {
+            self.0.park_until(None, false)
         }
     }
 

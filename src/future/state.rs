@@ -345,7 +345,8 @@ impl<T, F: FnOnce() -> Result<T, Error> + Send> Storage<T> for TaskCell<T, F> {
 pub(super) type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send>;
 
 pub(super) enum Entry<T> {
-    Thread(Arc<ThreadWaiter>),
+    /// The waiter and the number of the wait the entry was made for.
+    Thread(Arc<ThreadWaiter>, u64),
     Set(Arc<SetWaiter>, usize),
     Async(Arc<AsyncWaiter>),
     Callback(Callback<T>),
@@ -354,7 +355,7 @@ pub(super) enum Entry<T> {
 impl<T> Entry<T> {
     fn is_closed(&self) -> bool {
         match self {
-            Entry::Thread(w) => w.is_closed(),
+            Entry::Thread(w, number) => w.is_over(*number),
             Entry::Set(w, _) => w.is_closed(),
             Entry::Async(w) => w.is_closed(),
             Entry::Callback(_) => false,
@@ -919,7 +920,7 @@ impl<T> Inner<T> {
         let mut callbacks = Vec::new();
         for entry in entries {
             match entry {
-                Entry::Thread(w) => w.notify(),
+                Entry::Thread(w, number) => w.notify(number),
                 Entry::Set(w, index) => {
                     if !w.is_closed() {
                         w.notify(index);

@@ -568,11 +568,26 @@ impl<T> Future<T> {
         self.wait_done(deadline)
     }
 
-    /// Identity, for deduplication.
+    /// Identity, for deduplication: the shared state's address, read from
+    /// the handle without touching the state. Two live futures' identities
+    /// are at least [`MIN_IDENTITY_GAP`] apart.
     pub(crate) fn id(&self) -> usize {
         self.inner.identity()
     }
 }
+
+/// The least distance between two live futures' identities: each is the
+/// address of a distinct allocation holding `Arc`'s two counts and an
+/// `Inner` (the state word, the entry list's pointer and at least a
+/// pointer's worth of storage), so a deduplication may map identities to
+/// slots of this size without two futures sharing one.
+pub(crate) const MIN_IDENTITY_GAP: usize = 32;
+
+const _: () = assert!(
+    2 * size_of::<usize>()
+        + size_of::<state::Inner<(), state::TaskCell<(), fn() -> Result<(), Error>>>>()
+        >= MIN_IDENTITY_GAP
+);
 
 impl<T> Future<T> {
     /// The completing side of this future.

@@ -274,7 +274,13 @@ impl<'a, T: 'static> Map<'a, T> {
     /// Python 3.14: one more item goes in as each result is taken, before
     /// the map waits for that result. The item about to be taken still
     /// counts, hence `<=`: a buffer of `n` keeps `n` items in flight.
+    #[inline]
     fn refill(&mut self) {
+        // Checked first: a map without a buffer submitted everything at
+        // the start, and this runs for every item taken.
+        if self.submit_next.is_none() {
+            return;
+        }
         while self.ahead + self.ready.len() <= self.buffersize && self.submit_one() {}
     }
 }

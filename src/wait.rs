@@ -161,19 +161,30 @@ fn drop_duplicates<T>(futures: &mut Vec<Future<T>>) {
     });
     let slots = (high - low) / MIN_IDENTITY_GAP + 1;
     if slots / 64 <= futures.len() {
-        let mut seen = vec![0u64; slots.div_ceil(64)];
-        futures.retain(|f| {
-            let slot = (f.id() - low) / MIN_IDENTITY_GAP;
-            let (word, bit) = (&mut seen[slot / 64], 1u64 << (slot % 64));
-            let first = *word & bit == 0;
-            *word |= bit;
-            first
-        });
+        drop_duplicates_by_bitmap(futures, low, slots);
     } else {
-        let mut seen: HashSet<usize, BuildHasherDefault<FutureHasher>> =
-            HashSet::with_capacity_and_hasher(futures.len(), Default::default());
-        futures.retain(|f| seen.insert(f.id()));
+        drop_duplicates_by_hash(futures);
     }
+}
+
+/// [`drop_duplicates`] for futures whose identities are at least `low`
+/// and fall in `slots` slots from it.
+fn drop_duplicates_by_bitmap<T>(futures: &mut Vec<Future<T>>, low: usize, slots: usize) {
+    let mut seen = vec![0u64; slots.div_ceil(64)];
+    futures.retain(|f| {
+        let slot = (f.id() - low) / MIN_IDENTITY_GAP;
+        let (word, bit) = (&mut seen[slot / 64], 1u64 << (slot % 64));
+        let first = *word & bit == 0;
+        *word |= bit;
+        first
+    });
+}
+
+/// [`drop_duplicates`] for futures spread wide.
+fn drop_duplicates_by_hash<T>(futures: &mut Vec<Future<T>>) {
+    let mut seen: HashSet<usize, BuildHasherDefault<FutureHasher>> =
+        HashSet::with_capacity_and_hasher(futures.len(), Default::default());
+    futures.retain(|f| seen.insert(f.id()));
 }
 
 /// The futures once each, in first-seen order.
@@ -607,17 +618,11 @@ impl<T> Iterator for AsCompletedTimeout<T> {
 mod tests {
     use super::*;
 
-    /// Whether `futures` span more than the bitmap covers (the hash-set
-    /// path), by the rule `drop_duplicates` applies.
-    fn spread_wide<T>(futures: &[Future<T>]) -> bool {
-        let ids = futures.iter().map(Future::id);
-        let span = ids.clone().max().unwrap() - ids.min().unwrap();
-        (span / MIN_IDENTITY_GAP + 1) / 64 > futures.len()
-    }
-
-    fn check(futures: &[Future<u32>]) {
-        let (a, b, c) = (&futures[0], &futures[1], &futures[2]);
-        let mut with_dups = vec![
+    /// Three futures, each given more than once, the order of first
+    /// appearance, and the expected outcome.
+    fn with_duplicates() -> (Vec<Future<u32>>, Vec<Future<u32>>) {
+        let (a, b, c) = (Future::new(), Future::new(), Future::new());
+        let given = vec![
             c.clone(),
             a.clone(),
             c.clone(),
@@ -625,28 +630,38 @@ mod tests {
             a.clone(),
             c.clone(),
         ];
-        drop_duplicates(&mut with_dups);
-        assert_eq!(with_dups, [c.clone(), a.clone(), b.clone()]);
+        (given, vec![c, a, b])
     }
 
     #[test]
-    fn miri_duplicates_are_dropped_from_close_futures() {
-        let futures: Vec<Future<u32>> = (0..3).map(|_| Future::new()).collect();
-        assert!(!spread_wide(&futures));
-        check(&futures);
+    fn miri_duplicates_are_dropped_in_order() {
+        let (mut futures, unique) = with_duplicates();
+        drop_duplicates(&mut futures);
+        assert_eq!(futures, unique);
     }
 
     #[test]
-    fn duplicates_are_dropped_from_futures_spread_wide() {
-        // Allocations kept between the futures spread them over more
-        // memory than the bitmap may cover for three.
-        let mut futures = Vec::new();
-        let mut gaps = Vec::new();
-        for _ in 0..3 {
-            futures.push(Future::new());
-            gaps.extend((0..4096).map(|i| Box::new([i as u8; 48])));
-        }
-        assert!(spread_wide(&futures), "the allocator kept them together");
-        check(&futures);
+    fn miri_both_ways_of_dropping_duplicates_agree() {
+        let (mut by_hash, unique) = with_duplicates();
+        drop_duplicates_by_hash(&mut by_hash);
+        assert_eq!(by_hash, unique);
+
+        // Each way on its own: the bitmap, however far apart the futures
+        // happen to be, over a range that holds them all.
+        let (mut by_bitmap, unique) = with_duplicates();
+        let ids = by_bitmap.iter().map(Future::id);
+        let (low, high) = (ids.clone().min().unwrap(), ids.max().unwrap());
+        drop_duplicates_by_bitmap(&mut by_bitmap, low, (high - low) / MIN_IDENTITY_GAP + 1);
+        assert_eq!(by_bitmap, unique);
+    }
+
+    #[test]
+    fn miri_one_future_or_none_is_left_alone() {
+        let mut none: Vec<Future<u32>> = Vec::new();
+        drop_duplicates(&mut none);
+        assert!(none.is_empty());
+        let mut one = vec![Future::<u32>::new()];
+        drop_duplicates(&mut one);
+        assert_eq!(one.len(), 1);
     }
 }

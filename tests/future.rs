@@ -382,6 +382,35 @@ fn result_with_a_short_timeout_times_out_then_succeeds_later() {
     t.join().unwrap();
 }
 
+// SPEC F4: a wait that timed out leaves its entry on its future; when
+// that future completes while the same thread waits on another one, the
+// late notification must not end the later wait.
+#[test]
+fn a_timed_out_wait_completed_late_does_not_end_the_next_wait() {
+    for round in 0..200u32 {
+        let first: Future<u32> = Future::new();
+        assert!(matches!(
+            first.result_timeout(Duration::ZERO),
+            Err(Error::Timeout)
+        ));
+        assert!(matches!(
+            first.result_timeout(Duration::from_micros(1)),
+            Err(Error::Timeout)
+        ));
+        let second: Future<u32> = Future::new();
+        let completer = {
+            let (first, second) = (first.clone(), second.clone());
+            thread::spawn(move || {
+                first.set_result(round).unwrap();
+                second.set_result(round + 1).unwrap();
+            })
+        };
+        assert_eq!(*second.result_timeout(LIMIT).unwrap(), round + 1);
+        assert_eq!(*first.result().unwrap(), round);
+        completer.join().unwrap();
+    }
+}
+
 // SPEC F4, F5
 #[test]
 fn huge_timeouts_do_not_panic_or_overflow() {

@@ -348,7 +348,7 @@ fn pool_task_failure_or_value_moved_out_by_the_last_handle() {
     });
 }
 
-// SPEC F3: a thread reuses its waiter from wait to wait; a notification
+// SPEC F4: a thread reuses its waiter from wait to wait; a notification
 // for a wait that ended (a `result_timeout` whose entry is still on its
 // future) racing the next wait never wakes that next wait.
 #[test]

@@ -176,7 +176,8 @@ impl<T> Future<T> {
         let soon = inner.phase() == Phase::Running;
         let notified = waiter.park_until(deadline, soon);
         // Also what gives a timed-out wait up: its entry, still on the
-        // future, is dropped there at the next registration or the finish.
+        // future, is dropped there when the list would next grow, or at
+        // the finish (`Entry::is_closed`).
         ThreadWaiter::release(waiter);
         if notified || self.done() {
             Ok(())
